@@ -1,0 +1,156 @@
+"""`galley up` (control plane + built-in FARGATE agent) and `galley cleanup`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from galley import __version__
+from galley.config import Settings, account_id_from_env, default_data_dir, load_credentials
+
+DEFAULT_PORT = 7070
+
+
+def installation_id(data_dir: Path) -> str:
+    """A short id kept in the data directory; it scopes the Docker labels of this installation."""
+    path = data_dir / "installation-id"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(4))
+    return path.read_text().strip()
+
+
+def docker_client_or_exit() -> docker.DockerClient:
+    try:
+        client = docker.from_env(max_pool_size=32)
+        client.ping()
+        return client
+    except (docker.errors.DockerException, OSError) as e:
+        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        sys.exit(
+            f"galley: no Docker engine answers at {where} ({e}).\n"
+            "Start one (as root, `scripts/setup` installs Debian's docker.io and starts dockerd),"
+            " or point DOCKER_HOST at a running engine."
+        )
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    data_dir = Path(args.data_dir).expanduser() if args.data_dir else default_data_dir()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return Settings(
+        data_dir=data_dir,
+        host=getattr(args, "host", "127.0.0.1"),
+        port=getattr(args, "port", DEFAULT_PORT),
+        account_id=account_id_from_env(),
+        credentials=load_credentials(data_dir),
+        stopped_task_retention=float(os.environ.get("GALLEY_STOPPED_TASK_RETENTION", 3600)),
+    )
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from galley.agent.agent import Agent
+    from galley.agent.control_plane import LocalControlPlane
+    from galley.api.ecs import ecs_service
+    from galley.api.server import GalleyHTTPServer, Router
+    from galley.app import FARGATE_AGENT_ID, Galley
+    from galley.controllers import janitor
+
+    settings = _settings(args)
+    client = docker_client_or_exit()
+    app = Galley(settings)
+    creds = settings.credentials
+    assert creds is not None
+    router = Router(settings.account_id,
+                    lambda key: creds.secret_access_key if key == creds.access_key_id else None)
+    router.add(ecs_service(app))
+    server = GalleyHTTPServer((settings.host, settings.port), router)
+    stop = threading.Event()
+    agent = Agent(LocalControlPlane(app, FARGATE_AGENT_ID),
+                  f"{installation_id(settings.data_dir)}-{FARGATE_AGENT_ID}",
+                  docker_client=client, resync_seconds=settings.resync_seconds)
+    threads = [
+        threading.Thread(target=server.serve_forever, name="http", daemon=True),
+        threading.Thread(target=agent.run, args=(stop,), name="agent", daemon=True),
+        threading.Thread(target=janitor.run, args=(app, stop), name="janitor", daemon=True),
+    ]
+    for t in threads:
+        t.start()
+    host, port = server.server_address[:2]
+    endpoint = f"http://{host}:{port}"
+    print(f"Galley {__version__} is up: ECS API at {endpoint}, data in {settings.data_dir}")
+    print("Use it with the AWS CLI or boto3 by pasting:")
+    print(f"  export AWS_ACCESS_KEY_ID={creds.access_key_id}")
+    print(f"  export AWS_SECRET_ACCESS_KEY={creds.secret_access_key}")
+    print("  export AWS_DEFAULT_REGION=us-east-1")
+    print(f"  export AWS_ENDPOINT_URL_ECS={endpoint}")
+    sys.stdout.flush()
+
+    def shutdown(*_: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, shutdown)
+    signal.signal(signal.SIGTERM, shutdown)
+    stop.wait()
+    server.shutdown()
+    app.store.close()
+    print("Galley stopped; task containers keep running and are re-adopted at the next start.")
+    return 0
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    """Stop every task and remove every container and volume this installation made."""
+    from galley.agent import docker_config as dc
+    from galley.app import Galley
+    from galley.control import tasks
+
+    settings = _settings(args)
+    client = docker_client_or_exit()
+    app = Galley(settings)
+    stopped = tasks.stop_all_for_cleanup(app)
+    prefix = f"{installation_id(settings.data_dir)}-"
+
+    def ours(labels: dict[str, str] | None) -> bool:
+        return (labels or {}).get(dc.LABEL_AGENT, "").startswith(prefix)
+
+    removed = 0
+    for summary in client.api.containers(all=True, filters={"label": dc.LABEL_AGENT}):
+        if ours(summary.get("Labels")):
+            client.api.remove_container(summary["Id"], force=True)
+            removed += 1
+    for volume in client.api.volumes(filters={"label": dc.LABEL_AGENT}).get("Volumes") or []:
+        if ours(volume.get("Labels")):
+            client.api.remove_volume(volume["Name"], force=True)
+    print(f"Stopped {stopped} tasks and removed {removed} containers.")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="galley", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"galley {__version__}")
+    parser.add_argument("--log-level", default=os.environ.get("GALLEY_LOG_LEVEL", "WARNING"))
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="run the control plane and built-in FARGATE capacity")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=DEFAULT_PORT)
+    up.add_argument("--data-dir", default=None)
+    up.set_defaults(func=cmd_up)
+    cleanup = sub.add_parser("cleanup", help="stop every task and remove every container")
+    cleanup.add_argument("--data-dir", default=None)
+    cleanup.set_defaults(func=cmd_cleanup)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

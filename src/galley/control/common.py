@@ -1,0 +1,59 @@
+"""Small pieces every control module uses: time, pagination tokens, JSON docs."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from galley.errors import invalid_parameter
+
+T = TypeVar("T")
+
+
+def now() -> float:
+    """Epoch seconds with millisecond precision, as ECS timestamps are."""
+    return round(time.time(), 3)
+
+
+def encode_token(position: Any) -> str:
+    raw = json.dumps({"p": position}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_token(token: str) -> Any:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        return json.loads(raw)["p"]
+    except (ValueError, KeyError, TypeError):
+        raise invalid_parameter("Invalid nextToken.") from None
+
+
+def page_limit(params: dict[str, Any], default: int = 100, maximum: int = 100) -> int:
+    limit = params.get("maxResults", default)
+    if not 1 <= limit <= maximum:
+        raise invalid_parameter(f"maxResults must be between 1 and {maximum}.")
+    return int(limit)
+
+
+def paginate(
+    items: Sequence[T], params: dict[str, Any], default: int = 100, maximum: int = 100
+) -> tuple[list[T], str | None]:
+    """One page of an already ordered list, by offset in an opaque token."""
+    limit = page_limit(params, default, maximum)
+    start = 0
+    if params.get("nextToken"):
+        start = decode_token(params["nextToken"])
+        if not isinstance(start, int) or start < 0:
+            raise invalid_parameter("Invalid nextToken.")
+    page = list(items[start : start + limit])
+    more = start + limit < len(items)
+    return page, encode_token(start + limit) if more else None
+
+
+def with_token(result: dict[str, Any], token: str | None) -> dict[str, Any]:
+    if token:
+        result["nextToken"] = token
+    return result

@@ -1,0 +1,391 @@
+"""Tasks: RunTask, StopTask, DescribeTasks, ListTasks, and the agent-facing side.
+
+Handlers only record desired state; agents move actual state and report it back through
+`apply_agent_report`, which is where lastStatus, exit codes and timestamps come from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select, update
+
+from galley import arns
+from galley.app import FARGATE_AGENT_ID, Galley
+from galley.arns import Scope
+from galley.control import clusters, tags, taskdefs
+from galley.control.common import now, paginate, with_token
+from galley.control.task_docs import apply_report, new_task
+from galley.control.taskdef_rules import check_launch_type
+from galley.errors import ApiError, invalid_parameter
+from galley.store import schema as s
+from galley.store.db import dumps, loads
+
+T = s.tasks
+LAUNCH_TYPES_WITH_FARGATE_CAPACITY = {"FARGATE"}
+FARGATE_PROVIDERS = {"FARGATE", "FARGATE_SPOT"}
+
+# Placement for EC2/EXTERNAL arrives with container instances: a function
+# (conn, scope, cluster_doc, task_def, count, params, launch_type) -> (agent ids, failures).
+Placer = Callable[..., tuple[list[str | None], list[dict[str, Any]]]]
+PLACERS: dict[str, Placer] = {}
+
+
+def _launch_type(cluster: dict[str, Any], params: dict[str, Any]) -> tuple[str, str | None]:
+    """(launchType, capacityProviderName) by ECS's precedence."""
+    strategy = params.get("capacityProviderStrategy")
+    if params.get("launchType") and strategy:
+        raise invalid_parameter(
+            "Specifying both a launch type and capacity provider strategy is not supported. "
+            "Remove one and try again."
+        )
+    if params.get("launchType"):
+        return params["launchType"], None
+    strategy = strategy or cluster.get("defaultCapacityProviderStrategy") or []
+    if strategy:
+        first = strategy[0]["capacityProvider"]
+        if first in FARGATE_PROVIDERS:
+            return "FARGATE", first
+        raise invalid_parameter(f"The specified capacity provider {first} was not found.")
+    return "EC2", None
+
+
+def _check_network(task_def: dict[str, Any], params: dict[str, Any]) -> None:
+    mode = task_def.get("networkMode", "bridge")
+    config = params.get("networkConfiguration")
+    if mode == "awsvpc":
+        if not config or "awsvpcConfiguration" not in config:
+            raise invalid_parameter(
+                "Network Configuration must be provided when networkMode 'awsvpc' is specified."
+            )
+        if not config["awsvpcConfiguration"].get("subnets"):
+            raise invalid_parameter("subnets can not be empty.")
+    elif config:
+        raise invalid_parameter(
+            "Network Configuration is not valid for the given networkMode of this task definition."
+        )
+
+
+def _check_overrides(task_def: dict[str, Any], overrides: dict[str, Any]) -> None:
+    names = {c["name"] for c in task_def["containerDefinitions"]}
+    for o in overrides.get("containerOverrides", []):
+        if o.get("name") not in names:
+            raise invalid_parameter(
+                f"Override for container named {o.get('name')} is not a container in the "
+                "TaskDefinition."
+            )
+
+
+def _request_hash(params: dict[str, Any]) -> str:
+    body = {k: v for k, v in params.items() if k != "clientToken"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def run_task(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[str, Any]:
+    count = params.get("count", 1)
+    if not 1 <= count <= 10:
+        raise invalid_parameter("count must be between 1 and 10.")
+    if len(params.get("startedBy", "")) > 128:
+        raise invalid_parameter("startedBy must be at most 128 characters.")
+    token = params.get("clientToken")
+    if token is not None and len(token) > 64:
+        raise invalid_parameter("clientToken must be at most 64 characters.")
+    if params.get("propagateTags") == "SERVICE":
+        raise invalid_parameter("The value SERVICE for propagateTags is not supported for RunTask.")
+    tag_list = list(params.get("tags", []))
+    tags.validate(tag_list)
+    overrides = params.get("overrides", {})
+    with app.store.write() as conn:
+        if token is not None:
+            replay = _replay(conn, token, params)
+            if replay is not None:
+                return replay
+        cluster = clusters.get_active(conn, scope, params.get("cluster"))
+        task_def = taskdefs.get_for_launch(conn, scope, params["taskDefinition"])
+        launch_type, provider = _launch_type(cluster, params)
+        check_launch_type(task_def, launch_type)
+        _check_network(task_def, params)
+        _check_overrides(task_def, overrides)
+        if params.get("propagateTags") == "TASK_DEFINITION":
+            tag_list = tags.get(conn, task_def["taskDefinitionArn"]) + tag_list
+        if params.get("enableECSManagedTags"):
+            tag_list.append({"key": "aws:ecs:clusterName", "value": cluster["clusterName"]})
+        if launch_type in LAUNCH_TYPES_WITH_FARGATE_CAPACITY:
+            agent_ids: list[str | None] = [FARGATE_AGENT_ID] * count
+            failures: list[dict[str, Any]] = []
+        elif launch_type in PLACERS:
+            agent_ids, failures = PLACERS[launch_type](
+                conn, scope, cluster, task_def, count, params, launch_type
+            )
+        else:
+            raise invalid_parameter("No Container Instances were found in your cluster.")
+        created = now()
+        docs = []
+        for agent_id in agent_ids:
+            doc, spec = new_task(
+                scope,
+                cluster_arn=cluster["clusterArn"],
+                cluster_name=cluster["clusterName"],
+                task_def=task_def,
+                launch_type=launch_type,
+                overrides=overrides,
+                group=params.get("group") or f"family:{task_def['family']}",
+                started_by=params.get("startedBy"),
+                network_configuration=params.get("networkConfiguration"),
+                capacity_provider=provider,
+                tags=tag_list,
+                created_at=created,
+            )
+            insert_task(conn, doc, spec, agent_id)
+            tags.put(conn, doc["taskArn"], tag_list)
+            docs.append(doc)
+        result = {"tasks": docs, "failures": failures}
+        if token is not None:
+            conn.execute(
+                insert(s.client_tokens).values(
+                    token=token,
+                    request_hash=_request_hash(params),
+                    created_at=created,
+                    response=dumps([d["taskArn"] for d in docs]),
+                )
+            )
+    app.store.desired_changed.bump()
+    return result
+
+
+def insert_task(
+    conn: Connection,
+    doc: dict[str, Any],
+    spec: dict[str, Any],
+    agent_id: str | None,
+    service_name: str | None = None,
+) -> None:
+    conn.execute(
+        insert(T).values(
+            arn=doc["taskArn"],
+            cluster_arn=doc["clusterArn"],
+            family=spec["family"],
+            started_by=doc.get("startedBy"),
+            service_name=service_name,
+            launch_type=doc["launchType"],
+            agent_id=agent_id,
+            desired_status=doc["desiredStatus"],
+            last_status=doc["lastStatus"],
+            created_at=doc["createdAt"],
+            version=doc["version"],
+            doc=dumps(doc),
+            spec=dumps(spec),
+        )
+    )
+
+
+def _replay(conn: Connection, token: str, params: dict[str, Any]) -> dict[str, Any] | None:
+    row = conn.execute(select(s.client_tokens).where(s.client_tokens.c.token == token)).first()
+    if row is None:
+        return None
+    if row.request_hash != _request_hash(params):
+        raise ApiError(
+            "ConflictException", "The clientToken was already used with different parameters."
+        )
+    docs = [
+        loads(r.doc) for r in conn.execute(select(T.c.doc).where(T.c.arn.in_(loads(row.response))))
+    ]
+    return {"tasks": docs, "failures": []}
+
+
+def _task_arn(scope: Scope, cluster: dict[str, Any], ref: str) -> str:
+    """Task ARN for a task id, a short ARN (task/id) or a long one (task/cluster/id)."""
+    if arns.is_arn(ref):
+        parsed = arns.parse(ref)
+        if parsed and parsed[2].count("/") == 1:
+            return scope.task_arn(cluster["clusterName"], parsed[2].split("/")[1])
+        return ref
+    return scope.task_arn(cluster["clusterName"], ref)
+
+
+def save_task(conn: Connection, doc: dict[str, Any], **columns: Any) -> None:
+    conn.execute(
+        update(T)
+        .where(T.c.arn == doc["taskArn"])
+        .values(
+            desired_status=doc["desiredStatus"],
+            last_status=doc["lastStatus"],
+            version=doc["version"],
+            doc=dumps(doc),
+            **columns,
+        )
+    )
+
+
+def request_stop(
+    conn: Connection, doc: dict[str, Any], reason: str, stop_code: str, at: float
+) -> bool:
+    """Mark a task to stop (desiredStatus STOPPED) with ECS's first-reason-wins rule."""
+    if doc["desiredStatus"] == "STOPPED":
+        return False
+    doc["desiredStatus"] = "STOPPED"
+    doc.setdefault("stoppingAt", at)
+    if "stoppedReason" not in doc:
+        doc["stoppedReason"] = reason
+        doc["stopCode"] = stop_code
+    doc["version"] += 1
+    save_task(conn, doc)
+    return True
+
+
+def stop_task(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[str, Any]:
+    reason = params.get("reason") or "Task stopped by user"
+    if len(reason) > 255:
+        raise invalid_parameter("reason must be at most 255 characters.")
+    with app.store.write() as conn:
+        cluster = clusters.get_active(conn, scope, params.get("cluster"))
+        arn = _task_arn(scope, cluster, params["task"])
+        row = conn.execute(
+            select(T.c.doc).where(T.c.arn == arn, T.c.cluster_arn == cluster["clusterArn"])
+        ).first()
+        if row is None:
+            raise invalid_parameter("The referenced task was not found.")
+        doc = loads(row.doc)
+        changed = request_stop(conn, doc, reason, "UserInitiated", now())
+        if changed:
+            tags.remove(conn, arn)
+    if changed:
+        app.store.desired_changed.bump()
+    return {"task": doc}
+
+
+def describe_tasks(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[str, Any]:
+    refs = params["tasks"]
+    if not refs:
+        raise invalid_parameter("Tasks cannot be empty.")
+    if len(refs) > 100:
+        raise invalid_parameter("At most 100 tasks can be described at once.")
+    with_tags = "TAGS" in params.get("include", [])
+    with app.store.read() as conn:
+        cluster = clusters.get_active(conn, scope, params.get("cluster"))
+        wanted = [_task_arn(scope, cluster, r) for r in refs]
+        found = {
+            r.arn: r.doc
+            for r in conn.execute(
+                select(T.c.arn, T.c.doc).where(
+                    T.c.arn.in_(wanted), T.c.cluster_arn == cluster["clusterArn"]
+                )
+            )
+        }
+        tasks, failures, seen = [], [], set()
+        for arn in wanted:
+            if arn in seen:
+                continue
+            seen.add(arn)
+            if arn not in found:
+                failures.append({"arn": arn, "reason": "MISSING"})
+                continue
+            doc = loads(found[arn])
+            if with_tags:
+                doc["tags"] = tags.get(conn, arn)
+            else:
+                doc.pop("tags", None)
+            tasks.append(doc)
+    return {"tasks": tasks, "failures": failures}
+
+
+# Later modules resolve filters that need other tables: name -> fn(conn, scope, cluster, value)
+# returning a SQLAlchemy condition on the tasks table.
+LIST_FILTERS: dict[str, Callable[..., Any]] = {}
+
+
+def list_tasks(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[str, Any]:
+    desired = params.get("desiredStatus", "RUNNING")
+    with app.store.read() as conn:
+        cluster = clusters.get_active(conn, scope, params.get("cluster"))
+        query = select(T.c.arn).where(
+            T.c.cluster_arn == cluster["clusterArn"], T.c.desired_status == desired
+        )
+        if params.get("family"):
+            query = query.where(T.c.family == params["family"])
+        if params.get("startedBy"):
+            query = query.where(T.c.started_by == params["startedBy"])
+        if params.get("launchType"):
+            query = query.where(T.c.launch_type == params["launchType"])
+        for name, condition in LIST_FILTERS.items():
+            if params.get(name):
+                query = query.where(condition(conn, scope, cluster, params[name]))
+        for name in ("serviceName", "containerInstance"):
+            if params.get(name) and name not in LIST_FILTERS:
+                raise invalid_parameter(f"Filtering by {name} is not supported yet.")
+        arn_list = [r.arn for r in conn.execute(query.order_by(T.c.created_at, T.c.arn))]
+    page, token = paginate(arn_list, params)
+    return with_token({"taskArns": page}, token)
+
+
+# ---- the agent-facing side ------------------------------------------------------------------
+
+
+def desired_for_agent(app: Galley, agent_id: str) -> list[dict[str, Any]]:
+    """Every task this agent must run or tear down: those not yet STOPPED."""
+    with app.store.read() as conn:
+        rows = conn.execute(
+            select(T.c.arn, T.c.desired_status, T.c.spec).where(
+                T.c.agent_id == agent_id, T.c.last_status != "STOPPED"
+            )
+        )
+        return [
+            {"taskArn": r.arn, "desiredStatus": r.desired_status, "spec": loads(r.spec)}
+            for r in rows
+        ]
+
+
+def apply_agent_report(app: Galley, report: dict[str, Any]) -> None:
+    """Record what an agent saw happen to a task (states, exit codes, bindings, health)."""
+    at = now()
+    with app.store.write() as conn:
+        row = conn.execute(select(T.c.doc, T.c.spec).where(T.c.arn == report["taskArn"])).first()
+        if row is None:
+            return
+        doc = loads(row.doc)
+        changed = apply_report(doc, loads(row.spec), report, at)
+        if changed:
+            save_task(conn, doc, stopped_at=doc.get("stoppedAt"))
+            for hook in REPORT_HOOKS:
+                hook(conn, doc)
+    if changed:
+        app.store.actual_changed.bump()
+
+
+# Later modules react to task changes in the same transaction: fn(conn, task_doc).
+REPORT_HOOKS: list[Callable[[Connection, dict[str, Any]], None]] = []
+
+
+def purge_stopped(app: Galley, older_than: float) -> int:
+    """Forget STOPPED tasks whose stop is older than the retention (ECS keeps them >= 1 h)."""
+    with app.store.write() as conn:
+        arn_list = [
+            r.arn
+            for r in conn.execute(
+                select(T.c.arn).where(T.c.stopped_at.is_not(None), T.c.stopped_at < older_than)
+            )
+        ]
+        if arn_list:
+            conn.execute(delete(s.tags).where(s.tags.c.resource_arn.in_(arn_list)))
+            conn.execute(delete(T).where(T.c.arn.in_(arn_list)))
+    return len(arn_list)
+
+
+def stop_all_for_cleanup(app: Galley) -> int:
+    """Record every unfinished task as STOPPED (used by `galley cleanup`, which removes them)."""
+    at = now()
+    count = 0
+    with app.store.write() as conn:
+        for row in conn.execute(select(T.c.doc).where(T.c.last_status != "STOPPED")).all():
+            doc = loads(row.doc)
+            request_stop(conn, doc, "Task stopped by galley cleanup", "UserInitiated", at)
+            doc.update(lastStatus="STOPPED", stoppedAt=at, executionStoppedAt=at)
+            for c in doc["containers"]:
+                c["lastStatus"] = "STOPPED"
+            save_task(conn, doc, stopped_at=at)
+            count += 1
+    app.store.actual_changed.bump()
+    return count

@@ -1,0 +1,95 @@
+"""The store's tables.
+
+Each ECS resource is one row: the columns the API filters and sorts on, plus `doc`, the resource
+exactly as Describe* returns it (JSON). Counters such as a cluster's runningTasksCount are derived
+from the rows at read time, never kept twice.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+clusters = Table(
+    "clusters",
+    metadata,
+    Column("arn", String, primary_key=True),
+    Column("region", String, nullable=False),
+    Column("name", String, nullable=False),
+    Column("status", String, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("doc", Text, nullable=False),
+)
+
+# Revisions are never reused, even after deletion: the family row remembers the last one handed out.
+families = Table(
+    "families",
+    metadata,
+    Column("region", String, primary_key=True),
+    Column("family", String, primary_key=True),
+    Column("last_revision", Integer, nullable=False),
+)
+
+task_definitions = Table(
+    "task_definitions",
+    metadata,
+    Column("arn", String, primary_key=True),
+    Column("region", String, nullable=False),
+    Column("family", String, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("status", String, nullable=False),
+    Column("doc", Text, nullable=False),
+    UniqueConstraint("region", "family", "revision"),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("arn", String, primary_key=True),
+    Column("cluster_arn", String, nullable=False),
+    Column("family", String, nullable=False),
+    Column("started_by", String),
+    Column("service_name", String),
+    Column("launch_type", String),
+    # Which agent runs it: the built-in FARGATE capacity or a container instance's id.
+    Column("agent_id", String),
+    Column("desired_status", String, nullable=False),
+    Column("last_status", String, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("stopped_at", Float),
+    Column("version", Integer, nullable=False),
+    Column("doc", Text, nullable=False),
+    # The agent-facing spec (resolved task definition with overrides applied); never shown to users.
+    Column("spec", Text, nullable=False),
+)
+Index("ix_tasks_cluster_status", tasks.c.cluster_arn, tasks.c.desired_status, tasks.c.created_at)
+Index("ix_tasks_agent", tasks.c.agent_id, tasks.c.last_status)
+Index("ix_tasks_stopped_at", tasks.c.stopped_at)
+
+tags = Table(
+    "tags",
+    metadata,
+    Column("resource_arn", String, primary_key=True),
+    Column("key", String, primary_key=True),
+    Column("value", String, nullable=False),
+)
+
+client_tokens = Table(
+    "client_tokens",
+    metadata,
+    Column("token", String, primary_key=True),
+    Column("request_hash", String, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("response", Text, nullable=False),
+)
