@@ -56,32 +56,36 @@ def _settings(args: argparse.Namespace) -> Settings:
     )
 
 
-def cmd_up(args: argparse.Namespace) -> int:
+def _serve(args: argparse.Namespace, with_fargate: bool) -> int:
     from galley.agent.agent import Agent
     from galley.agent.control_plane import LocalControlPlane
+    from galley.api.agent_service import agent_service
     from galley.api.ecs import ecs_service
     from galley.api.server import GalleyHTTPServer, Router
     from galley.app import FARGATE_AGENT_ID, Galley
     from galley.controllers import janitor
 
     settings = _settings(args)
-    client = docker_client_or_exit()
+    client = docker_client_or_exit() if with_fargate else None
     app = Galley(settings)
     creds = settings.credentials
     assert creds is not None
     router = Router(settings.account_id,
                     lambda key: creds.secret_access_key if key == creds.access_key_id else None)
     router.add(ecs_service(app))
+    router.add(agent_service(app))
     server = GalleyHTTPServer((settings.host, settings.port), router)
     stop = threading.Event()
-    agent = Agent(LocalControlPlane(app, FARGATE_AGENT_ID),
-                  f"{installation_id(settings.data_dir)}-{FARGATE_AGENT_ID}",
-                  docker_client=client, resync_seconds=settings.resync_seconds)
     threads = [
         threading.Thread(target=server.serve_forever, name="http", daemon=True),
-        threading.Thread(target=agent.run, args=(stop,), name="agent", daemon=True),
         threading.Thread(target=janitor.run, args=(app, stop), name="janitor", daemon=True),
     ]
+    if client is not None:
+        agent = Agent(LocalControlPlane(app, FARGATE_AGENT_ID),
+                      f"{installation_id(settings.data_dir)}-{FARGATE_AGENT_ID}",
+                      docker_client=client, resync_seconds=settings.resync_seconds)
+        threads.append(threading.Thread(target=agent.run, args=(stop,), name="agent",
+                                        daemon=True))
     for t in threads:
         t.start()
     host, port = server.server_address[:2]
@@ -93,16 +97,83 @@ def cmd_up(args: argparse.Namespace) -> int:
     print("  export AWS_DEFAULT_REGION=us-east-1")
     print(f"  export AWS_ENDPOINT_URL_ECS={endpoint}")
     sys.stdout.flush()
+    _wait_for_signal(stop)
+    server.shutdown()
+    app.store.close()
+    print("Galley stopped; task containers keep running and are re-adopted at the next start.")
+    return 0
 
+
+def _wait_for_signal(stop: threading.Event) -> None:
     def shutdown(*_: object) -> None:
         stop.set()
 
     signal.signal(signal.SIGINT, shutdown)
     signal.signal(signal.SIGTERM, shutdown)
     stop.wait()
-    server.shutdown()
-    app.store.close()
-    print("Galley stopped; task containers keep running and are re-adopted at the next start.")
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    return _serve(args, with_fargate=True)
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    return _serve(args, with_fargate=False)
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    """Register this host's Docker engine as a container instance and run its tasks."""
+    import json
+
+    from galley.agent.agent import Agent
+    from galley.agent.remote import RemoteControlPlane
+
+    data_dir = Path(args.data_dir).expanduser() if args.data_dir else \
+        Path.home() / ".galley-agent"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    client = docker_client_or_exit()
+    info = client.info()
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    control = RemoteControlPlane(args.endpoint, region)
+    identity_path = data_dir / "instance.json"
+    identity = json.loads(identity_path.read_text()) if identity_path.exists() else {}
+    attributes = [{"name": "ecs.cpu-architecture",
+                   "value": "arm64" if info.get("Architecture") in ("aarch64", "arm64")
+                   else "x86_64"}]
+    for item in args.attribute:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            sys.exit(f"galley agent: --attribute takes NAME=VALUE, got {item!r}")
+        attributes.append({"name": name, "value": value})
+    cpu = args.cpu or int(info.get("NCPU", 1)) * 1024
+    memory = args.memory or int(info.get("MemTotal", 0)) // (1024 * 1024)
+    register = {
+        "cluster": args.cluster,
+        "totalResources": [
+            {"name": "CPU", "type": "INTEGER", "integerValue": cpu},
+            {"name": "MEMORY", "type": "INTEGER", "integerValue": memory},
+        ],
+        "versionInfo": {"agentVersion": __version__, "dockerVersion":
+                        f"DockerVersion: {info.get('ServerVersion', '')}"},
+        "attributes": attributes,
+    }
+    if identity.get("containerInstanceArn"):
+        register["containerInstanceArn"] = identity["containerInstanceArn"]
+        register["instanceIdentityDocument"] = json.dumps(
+            {"instanceId": identity["ec2InstanceId"]})
+    instance = control.ecs().register_container_instance(**register)["containerInstance"]
+    identity = {"containerInstanceArn": instance["containerInstanceArn"],
+                "ec2InstanceId": instance["ec2InstanceId"]}
+    identity_path.write_text(json.dumps(identity))
+    control.instance_arn = instance["containerInstanceArn"]
+    print(f"Registered {instance['containerInstanceArn']} ({cpu} CPU units, {memory} MiB)")
+    sys.stdout.flush()
+    stop = threading.Event()
+    agent = Agent(control, instance["containerInstanceArn"].rsplit("/", 1)[1],
+                  docker_client=client, resync_seconds=args.poll_seconds)
+    threading.Thread(target=agent.run, args=(stop,), name="agent", daemon=True).start()
+    _wait_for_signal(stop)
+    print("Agent stopped; task containers keep running and are re-adopted at the next start.")
     return 0
 
 
@@ -143,6 +214,20 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--port", type=int, default=DEFAULT_PORT)
     up.add_argument("--data-dir", default=None)
     up.set_defaults(func=cmd_up)
+    server = sub.add_parser("server", help="run the control plane only (no built-in capacity)")
+    server.add_argument("--host", default="127.0.0.1")
+    server.add_argument("--port", type=int, default=DEFAULT_PORT)
+    server.add_argument("--data-dir", default=None)
+    server.set_defaults(func=cmd_server)
+    agent = sub.add_parser("agent", help="register this host's Docker engine into a cluster")
+    agent.add_argument("--cluster", default="default")
+    agent.add_argument("--endpoint", required=True, help="the Galley server URL")
+    agent.add_argument("--data-dir", default=None)
+    agent.add_argument("--cpu", type=int, default=None, help="CPU units to offer (1024 a core)")
+    agent.add_argument("--memory", type=int, default=None, help="MiB of memory to offer")
+    agent.add_argument("--attribute", action="append", default=[], metavar="NAME=VALUE")
+    agent.add_argument("--poll-seconds", type=float, default=20.0, help=argparse.SUPPRESS)
+    agent.set_defaults(func=cmd_agent)
     cleanup = sub.add_parser("cleanup", help="stop every task and remove every container")
     cleanup.add_argument("--data-dir", default=None)
     cleanup.set_defaults(func=cmd_cleanup)

@@ -59,9 +59,10 @@ class Agent:
         while not self._stop.is_set():
             try:
                 self.reconcile(self.control.desired_tasks())
+                version = self.control.wait_for_change(version, self.resync_seconds)
             except Exception:
-                log.exception("agent reconcile failed; retrying")
-            version = self.control.wait_for_change(version, self.resync_seconds)
+                log.exception("agent loop failed; retrying in a second")
+                self._stop.wait(1.0)
 
     def stop(self) -> None:
         self._stop.set()

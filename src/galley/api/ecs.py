@@ -9,7 +9,7 @@ from galley.api.model import ServiceModel
 from galley.api.server import Request, Service
 from galley.app import Galley
 from galley.arns import Scope
-from galley.control import clusters, tags, taskdefs, tasks
+from galley.control import clusters, instances, tags, taskdefs, tasks
 
 Operation = Callable[[Galley, Scope, dict[str, Any]], dict[str, Any]]
 
@@ -30,6 +30,11 @@ OPERATIONS: dict[str, Operation] = {
     "StopTask": tasks.stop_task,
     "DescribeTasks": tasks.describe_tasks,
     "ListTasks": tasks.list_tasks,
+    "RegisterContainerInstance": instances.register_container_instance,
+    "DescribeContainerInstances": instances.describe_container_instances,
+    "ListContainerInstances": instances.list_container_instances,
+    "DeregisterContainerInstance": instances.deregister_container_instance,
+    "UpdateContainerInstancesState": instances.update_container_instances_state,
     "TagResource": tags.tag_resource,
     "UntagResource": tags.untag_resource,
     "ListTagsForResource": tags.list_tags_for_resource,

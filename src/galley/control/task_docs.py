@@ -234,6 +234,10 @@ def apply_report(
         for name, value in report["attachment"].get("details", {}).items():
             details[name] = {"name": name, "value": value}
         att["details"] = list(details.values())
+        ip = details.get("privateIPv4Address", {}).get("value")
+        if ip:
+            for c in doc["containers"]:
+                c["networkInterfaces"] = [{"attachmentId": att["id"], "privateIpv4Address": ip}]
     if doc["lastStatus"] == "STOPPED":
         for c in doc["containers"]:
             c["lastStatus"] = "STOPPED"

@@ -139,6 +139,8 @@ def run_task(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[str, Any
                 tags=tag_list,
                 created_at=created,
             )
+            if launch_type not in LAUNCH_TYPES_WITH_FARGATE_CAPACITY:
+                doc["containerInstanceArn"] = agent_id
             insert_task(conn, doc, spec, agent_id)
             tags.put(conn, doc["taskArn"], tag_list)
             docs.append(doc)

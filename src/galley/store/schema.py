@@ -93,3 +93,17 @@ client_tokens = Table(
     Column("created_at", Float, nullable=False),
     Column("response", Text, nullable=False),
 )
+
+container_instances = Table(
+    "container_instances",
+    metadata,
+    Column("arn", String, primary_key=True),
+    Column("cluster_arn", String, nullable=False),
+    Column("ec2_instance_id", String, nullable=False),
+    Column("status", String, nullable=False),
+    Column("agent_connected", Integer, nullable=False),
+    Column("last_seen", Float, nullable=False),
+    Column("registered_at", Float, nullable=False),
+    Column("doc", Text, nullable=False),
+)
+Index("ix_instances_cluster", container_instances.c.cluster_arn, container_instances.c.status)

@@ -1,0 +1,44 @@
+"""`GalleyAgent_v1`: the desired-state channel for `galley agent`, signed like any ECS call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from galley.api.server import Service
+from galley.app import Galley
+from galley.control import agent_channel
+from galley.errors import ApiError
+
+TARGET_PREFIX = "GalleyAgent_v1"
+
+# operation -> required members and their JSON types
+_SHAPES: dict[str, dict[str, type]] = {
+    "PollTasks": {"containerInstanceArn": str},
+    "ReportTaskState": {"containerInstanceArn": str, "report": dict},
+}
+
+
+class AgentModel:
+    """Just enough of a service model for the router: a prefix, names and validation."""
+
+    target_prefix = TARGET_PREFIX
+    operation_names = frozenset(_SHAPES)
+
+    def validate_input(self, operation: str, params: Any) -> None:
+        if not isinstance(params, dict):
+            raise ApiError("SerializationException", "The request body must be a JSON object.")
+        for name, kind in _SHAPES[operation].items():
+            if not isinstance(params.get(name), kind):
+                raise ApiError("InvalidParameterException",
+                               f"1 validation error detected: Value at '{name}' failed to "
+                               f"satisfy constraint: Member must be a {kind.__name__}")
+
+
+def agent_service(app: Galley) -> Service:
+    def bind(op: Any) -> Any:
+        return lambda req, params: op(app, req.scope, params)
+
+    return Service(AgentModel(), {  # type: ignore[arg-type]
+        "PollTasks": bind(agent_channel.poll_tasks),
+        "ReportTaskState": bind(agent_channel.report_task_state),
+    })

@@ -1,0 +1,289 @@
+"""Container instances: hosts running `galley agent`, registered into a cluster.
+
+Registration, describe/list, state changes and deregistration, plus the EC2/EXTERNAL placer
+RunTask uses. An instance's remaining resources and task counts are derived from its tasks.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from galley import arns
+from galley.app import Galley
+from galley.arns import Scope
+from galley.control import clusters, tags, tasks
+from galley.control.common import now, paginate, with_token
+from galley.errors import ApiError, invalid_parameter
+from galley.scheduler.resources import (
+    DEFAULT_RESERVED_PORTS,
+    Capacity,
+    registered_capacity,
+    remaining_resources,
+    task_need,
+)
+from galley.store import schema as s
+from galley.store.db import dumps, loads
+
+INST = s.container_instances
+AGENT_VERSION = "1.0.0-galley"
+
+
+def _instance_arn(scope: Scope, cluster: dict[str, Any], ref: str) -> str:
+    if arns.is_arn(ref):
+        return ref
+    return scope.container_instance_arn(cluster["clusterName"], ref)
+
+
+def spec_need_doc(spec: dict[str, Any]) -> dict[str, Any]:
+    """A task spec in the task-definition shape `task_need` reads."""
+    return {"containerDefinitions": spec["containers"], "cpu": spec.get("cpu"),
+            "memory": spec.get("memory"), "networkMode": spec.get("networkMode", "bridge")}
+
+
+def _capacities(conn: Connection, rows: list[Any]) -> dict[str, tuple[Capacity, int, int]]:
+    """instance ARN -> (remaining capacity, running count, pending count)."""
+    out: dict[str, tuple[Capacity, int, int]] = {}
+    for row in rows:
+        doc = loads(row.doc)
+        out[row.arn] = (registered_capacity(doc["registeredResources"]), 0, 0)
+    if not out:
+        return out
+    live = conn.execute(select(s.tasks.c.agent_id, s.tasks.c.last_status, s.tasks.c.spec).where(
+        s.tasks.c.agent_id.in_(list(out)), s.tasks.c.last_status != "STOPPED"))
+    for agent_id, status, spec in live:
+        cap, running, pending = out[agent_id]
+        cap.take(task_need(spec_need_doc(loads(spec))))
+        out[agent_id] = (cap, running + (status == "RUNNING"),
+                         pending + (status in clusters.PENDING_STATES))
+    return out
+
+
+def _present(row: Any, usage: tuple[Capacity, int, int]) -> dict[str, Any]:
+    doc = loads(row.doc)
+    cap, running, pending = usage
+    doc.update(status=row.status, agentConnected=bool(row.agent_connected),
+               remainingResources=remaining_resources(cap), runningTasksCount=running,
+               pendingTasksCount=pending)
+    return doc
+
+
+def _attributes(params: dict[str, Any]) -> list[dict[str, Any]]:
+    attrs = {a["name"]: a for a in params.get("attributes", [])}
+    attrs.setdefault("ecs.os-type", {"name": "ecs.os-type", "value": "linux"})
+    return list(attrs.values())
+
+
+def register_container_instance(app: Galley, scope: Scope, params: dict[str, Any]
+                                ) -> dict[str, Any]:
+    identity = {}
+    if params.get("instanceIdentityDocument"):
+        try:
+            identity = json.loads(params["instanceIdentityDocument"])
+        except ValueError:
+            raise invalid_parameter("instanceIdentityDocument is not valid JSON.") from None
+    resources = params.get("totalResources", [])
+    names = {r["name"] for r in resources}
+    if not {"CPU", "MEMORY"} <= names:
+        raise invalid_parameter("totalResources must include CPU and MEMORY.")
+    if "PORTS" not in names:
+        resources = [*resources, {"name": "PORTS", "type": "STRINGSET",
+                                  "stringSetValue": [str(p) for p in DEFAULT_RESERVED_PORTS]}]
+    tag_list = params.get("tags", [])
+    tags.validate(tag_list)
+    at = now()
+    with app.store.write() as conn:
+        cluster = clusters.get_active(conn, scope, params.get("cluster"))
+        arn = params.get("containerInstanceArn")
+        row = conn.execute(select(INST).where(INST.c.arn == arn)).first() if arn else None
+        if row is not None and row.cluster_arn != cluster["clusterArn"]:
+            raise invalid_parameter("The container instance belongs to another cluster.")
+        if row is None:
+            arn = scope.container_instance_arn(cluster["clusterName"], arns.new_id())
+        ec2_id = identity.get("instanceId") or (loads(row.doc)["ec2InstanceId"] if row else
+                                                "i-" + arns.new_id()[:17])
+        doc = {
+            "containerInstanceArn": arn,
+            "ec2InstanceId": ec2_id,
+            "version": (loads(row.doc)["version"] + 1) if row else 1,
+            "versionInfo": params.get("versionInfo", {"agentVersion": AGENT_VERSION}),
+            "registeredResources": [{"doubleValue": 0.0, "longValue": 0, "integerValue": 0,
+                                     **r} for r in resources],
+            "attributes": _attributes(params),
+            "registeredAt": loads(row.doc)["registeredAt"] if row else at,
+            "attachments": [],
+            "tags": tag_list,
+        }
+        values = {"status": "ACTIVE", "agent_connected": 1, "last_seen": at, "doc": dumps(doc)}
+        if row is None:
+            conn.execute(insert(INST).values(arn=arn, cluster_arn=cluster["clusterArn"],
+                                          ec2_instance_id=ec2_id, registered_at=at, **values))
+        else:
+            conn.execute(update(INST).where(INST.c.arn == arn).values(**values))
+        tags.put(conn, arn, tag_list)
+        new_row = conn.execute(select(INST).where(INST.c.arn == arn)).one()
+        return {"containerInstance": _present(new_row, _capacities(conn, [new_row])[arn])}
+
+
+def describe_container_instances(app: Galley, scope: Scope, params: dict[str, Any]
+                                 ) -> dict[str, Any]:
+    refs = params["containerInstances"]
+    if len(refs) > 100:
+        raise invalid_parameter("At most 100 container instances can be described at once.")
+    with app.store.read() as conn:
+        cluster = clusters.get_active(conn, scope, params.get("cluster"))
+        wanted = [_instance_arn(scope, cluster, r) for r in refs]
+        rows = {r.arn: r for r in conn.execute(select(INST).where(
+            INST.c.arn.in_(wanted), INST.c.cluster_arn == cluster["clusterArn"]))}
+        usage = _capacities(conn, list(rows.values()))
+        found, failures = [], []
+        for arn in wanted:
+            if arn in rows:
+                doc = _present(rows[arn], usage[arn])
+                if "TAGS" in params.get("include", []):
+                    doc["tags"] = tags.get(conn, arn)
+                found.append(doc)
+            else:
+                failures.append({"arn": arn, "reason": "MISSING"})
+    return {"containerInstances": found, "failures": failures}
+
+
+def list_container_instances(app: Galley, scope: Scope, params: dict[str, Any]
+                             ) -> dict[str, Any]:
+    if params.get("filter"):
+        raise ApiError("UnsupportedFeatureException",
+                       "Galley does not support the cluster query language filter yet.")
+    with app.store.read() as conn:
+        cluster = clusters.get_active(conn, scope, params.get("cluster"))
+        query = select(INST.c.arn).where(INST.c.cluster_arn == cluster["clusterArn"])
+        if params.get("status"):
+            query = query.where(INST.c.status == params["status"])
+        else:
+            query = query.where(INST.c.status != "INACTIVE")
+        arn_list = [r.arn for r in conn.execute(query.order_by(INST.c.registered_at, INST.c.arn))]
+    page, token = paginate(arn_list, params)
+    return with_token({"containerInstanceArns": page}, token)
+
+
+def _live_tasks(conn: Connection, arn: str) -> list[Any]:
+    return conn.execute(select(s.tasks.c.arn, s.tasks.c.doc).where(
+        s.tasks.c.agent_id == arn, s.tasks.c.last_status != "STOPPED")).all()
+
+
+def deregister_container_instance(app: Galley, scope: Scope, params: dict[str, Any]
+                                  ) -> dict[str, Any]:
+    with app.store.write() as conn:
+        cluster = clusters.get_active(conn, scope, params.get("cluster"))
+        arn = _instance_arn(scope, cluster, params["containerInstance"])
+        row = conn.execute(select(INST).where(INST.c.arn == arn,
+                                           INST.c.cluster_arn == cluster["clusterArn"])).first()
+        if row is None:
+            raise invalid_parameter("The referenced container instance was not found.")
+        live = _live_tasks(conn, arn)
+        if live and not params.get("force"):
+            raise invalid_parameter(
+                "Found running tasks on the instance. Set force to true to deregister it.")
+        at = now()
+        for task in live:
+            tasks.request_stop(conn, loads(task.doc),
+                               "Container instance deregistration forced by user",
+                               "UserInitiated", at)
+        conn.execute(update(INST).where(INST.c.arn == arn).values(status="INACTIVE",
+                                                            agent_connected=0))
+        new_row = conn.execute(select(INST).where(INST.c.arn == arn)).one()
+        result = {"containerInstance": _present(new_row, _capacities(conn, [new_row])[arn])}
+    app.store.desired_changed.bump()
+    return result
+
+
+def update_container_instances_state(app: Galley, scope: Scope, params: dict[str, Any]
+                                     ) -> dict[str, Any]:
+    refs = params["containerInstances"]
+    if len(refs) > 10:
+        raise invalid_parameter("At most 10 container instances can be updated at once.")
+    status = params["status"]
+    if status not in ("ACTIVE", "DRAINING"):
+        raise invalid_parameter("Container instances can only be set to ACTIVE or DRAINING.")
+    with app.store.write() as conn:
+        cluster = clusters.get_active(conn, scope, params.get("cluster"))
+        wanted = [_instance_arn(scope, cluster, r) for r in refs]
+        found, failures = [], []
+        for arn in wanted:
+            row = conn.execute(select(INST).where(INST.c.arn == arn,
+                                               INST.c.cluster_arn == cluster["clusterArn"])).first()
+            if row is None or row.status == "INACTIVE":
+                failures.append({"arn": arn, "reason": "MISSING"})
+                continue
+            conn.execute(update(INST).where(INST.c.arn == arn).values(status=status))
+            row = conn.execute(select(INST).where(INST.c.arn == arn)).one()
+            found.append(_present(row, _capacities(conn, [row])[arn]))
+    app.store.desired_changed.bump()
+    return {"containerInstances": found, "failures": failures}
+
+
+# ---- placement for EC2 / EXTERNAL (first fit; strategies and constraints come later) --------
+
+def place(conn: Connection, scope: Scope, cluster: dict[str, Any], task_def: dict[str, Any],
+          count: int, params: dict[str, Any], launch_type: str
+          ) -> tuple[list[str | None], list[dict[str, Any]]]:
+    """Instance ARNs for `count` tasks (fewer when they do not fit) and ECS failure entries."""
+    rows = conn.execute(select(INST).where(INST.c.cluster_arn == cluster["clusterArn"],
+                                        INST.c.status != "INACTIVE")).all()
+    if not rows:
+        raise invalid_parameter("No Container Instances were found in your cluster.")
+    usage = _capacities(conn, rows)
+    need = task_need(task_def, params.get("overrides"))
+    placed: list[str | None] = []
+    reasons: dict[str, str] = {}
+    for _ in range(count):
+        fits = []
+        for row in rows:
+            if row.status != "ACTIVE":
+                reasons[row.arn] = "INACTIVE" if row.status == "INACTIVE" else "DRAINING"
+            elif not row.agent_connected:
+                reasons[row.arn] = "AGENT"
+            elif (short := usage[row.arn][0].shortfall(need)) is not None:
+                reasons[row.arn] = short
+            else:
+                fits.append(row.arn)
+        if not fits:
+            break
+        choice = random.choice(fits)
+        usage[choice][0].take(need)
+        placed.append(choice)
+    failures = [] if len(placed) == count else [
+        {"arn": arn, "reason": reason} for arn, reason in reasons.items()]
+    return placed, failures
+
+
+def _count_instances(conn: Connection, cluster_arns: list[str]) -> list[tuple[str, str, int]]:
+    rows = conn.execute(select(INST.c.cluster_arn).where(INST.c.cluster_arn.in_(cluster_arns),
+                                                      INST.c.status != "INACTIVE"))
+    counts: dict[str, int] = {}
+    for (arn,) in rows:
+        counts[arn] = counts.get(arn, 0) + 1
+    return [(arn, "instances", n) for arn, n in counts.items()]
+
+
+def _refuse_delete(conn: Connection, cluster_arn: str) -> ApiError | None:
+    if conn.execute(select(INST.c.arn).where(INST.c.cluster_arn == cluster_arn,
+                                          INST.c.status != "INACTIVE").limit(1)).first():
+        return ApiError("ClusterContainsContainerInstancesException",
+                        "The Cluster cannot be deleted while Container Instances are active or "
+                        "draining.")
+    return None
+
+
+def _list_filter(conn: Connection, scope: Scope, cluster: dict[str, Any], ref: str) -> Any:
+    return s.tasks.c.agent_id == _instance_arn(scope, cluster, ref)
+
+
+tasks.PLACERS["EC2"] = place
+tasks.PLACERS["EXTERNAL"] = place
+tasks.LIST_FILTERS["containerInstance"] = _list_filter
+clusters.COUNTERS.append(_count_instances)
+clusters.DELETE_CHECKS.append(_refuse_delete)
+tags.TAGGABLE["container-instance"] = I
