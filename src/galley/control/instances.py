@@ -286,4 +286,4 @@ tasks.PLACERS["EXTERNAL"] = place
 tasks.LIST_FILTERS["containerInstance"] = _list_filter
 clusters.COUNTERS.append(_count_instances)
 clusters.DELETE_CHECKS.append(_refuse_delete)
-tags.TAGGABLE["container-instance"] = I
+tags.TAGGABLE["container-instance"] = INST
