@@ -76,3 +76,23 @@ def wait_task_status(ecs: Any, cluster: str, arn: str, status: str, timeout: flo
                      ) -> dict[str, Any]:
     return wait_for(lambda: (t := describe_task(ecs, cluster, arn))["lastStatus"] == status and t,
                     timeout)
+
+
+AWSVPC = {"awsvpcConfiguration": {"subnets": ["subnet-12345"]}}
+
+
+def register_fargate(ecs: Any, family: str, containers: list[dict[str, Any]], **extra: Any
+                     ) -> str:
+    """Register an awsvpc FARGATE task definition (cpu 256, memory 512); return its ARN."""
+    return ecs.register_task_definition(
+        family=family, containerDefinitions=containers, networkMode="awsvpc",
+        requiresCompatibilities=["FARGATE"], cpu="256", memory="512", **extra,
+    )["taskDefinition"]["taskDefinitionArn"]
+
+
+def run_fargate(ecs: Any, cluster: str, task_definition: str, **extra: Any) -> dict[str, Any]:
+    """RunTask on the built-in FARGATE capacity; return the task as RunTask answered it."""
+    result = ecs.run_task(cluster=cluster, taskDefinition=task_definition, launchType="FARGATE",
+                          networkConfiguration=AWSVPC, **extra)
+    assert result["failures"] == [], result["failures"]
+    return result["tasks"][0]

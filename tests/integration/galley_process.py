@@ -84,6 +84,23 @@ class GalleyProcess:
             aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
             config=Config(retries={"max_attempts": 1}, **config))
 
+    def agent(self, cluster: str, data_dir: Path, *args: str) -> subprocess.Popen[bytes]:
+        """A `galley agent` process registering this engine into `cluster`; waits until it is."""
+        data_dir.mkdir(parents=True, exist_ok=True)
+        env = {**self.cli_env(), "PYTHONPATH": self.env["PYTHONPATH"]}
+        log = open(data_dir / "agent.log", "ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "galley.cli", "--log-level", "INFO", "agent",
+             "--cluster", cluster, "--endpoint", self.endpoint, "--data-dir", str(data_dir),
+             *args], env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while not (data_dir / "instance.json").exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError((data_dir / "agent.log").read_text()[-3000:])
+            time.sleep(0.05)
+        return proc
+
     def cli_env(self) -> dict[str, str]:
         """Environment for the AWS CLI, exactly as `galley up` tells users to export."""
         return {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY,

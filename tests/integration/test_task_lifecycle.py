@@ -6,23 +6,25 @@ from typing import Any
 
 import docker
 
-from .conftest import BUSYBOX, describe_task, wait_for, wait_task_status
-
-
-def register(ecs: Any, family: str, containers: list[dict[str, Any]], **extra: Any) -> str:
-    return ecs.register_task_definition(family=family, containerDefinitions=containers,
-                                        **extra)["taskDefinition"]["taskDefinitionArn"]
+from .conftest import (
+    BUSYBOX,
+    describe_task,
+    register_fargate,
+    run_fargate,
+    wait_for,
+    wait_task_status,
+)
 
 
 def sleeper(name: str = "app", **extra: Any) -> dict[str, Any]:
-    return {"name": name, "image": BUSYBOX, "memory": 64, "command": ["sleep", "3600"], **extra}
+    return {"name": name, "image": BUSYBOX, "command": ["sleep", "3600"], **extra}
 
 
 def test_bridge_task_runs_then_stops_as_ecs_reports_it(ecs: Any, cluster: str,
                                                        docker_client: docker.DockerClient) -> None:
-    td = register(ecs, "lifecycle-sleep", [sleeper(stopTimeout=2)])
-    task = ecs.run_task(cluster=cluster, taskDefinition=td)["tasks"][0]
-    assert task["lastStatus"] == "PENDING" and task["desiredStatus"] == "RUNNING"
+    td = register_fargate(ecs, "lifecycle-sleep", [sleeper(stopTimeout=2)])
+    task = run_fargate(ecs, cluster, td)
+    assert task["lastStatus"] == "PROVISIONING" and task["desiredStatus"] == "RUNNING"
     assert task["group"] == "family:lifecycle-sleep"
     arn = task["taskArn"]
 
@@ -46,11 +48,11 @@ def test_bridge_task_runs_then_stops_as_ecs_reports_it(ecs: Any, cluster: str,
 
 
 def test_essential_container_exit_stops_the_task(ecs: Any, cluster: str) -> None:
-    td = register(ecs, "lifecycle-exit", [
+    td = register_fargate(ecs, "lifecycle-exit", [
         sleeper("sidecar", essential=False, stopTimeout=2),
-        {"name": "job", "image": BUSYBOX, "memory": 64, "command": ["sh", "-c", "sleep 1; exit 3"]},
+        {"name": "job", "image": BUSYBOX, "command": ["sh", "-c", "sleep 1; exit 3"]},
     ])
-    arn = ecs.run_task(cluster=cluster, taskDefinition=td)["tasks"][0]["taskArn"]
+    arn = run_fargate(ecs, cluster, td)["taskArn"]
     final = wait_task_status(ecs, cluster, arn, "STOPPED", timeout=30)
     assert final["stopCode"] == "EssentialContainerExited"
     assert final["stoppedReason"] == "Essential container in task exited"
@@ -60,12 +62,12 @@ def test_essential_container_exit_stops_the_task(ecs: Any, cluster: str) -> None
 
 
 def test_non_essential_exit_leaves_the_task_running(ecs: Any, cluster: str) -> None:
-    td = register(ecs, "lifecycle-nonessential", [
+    td = register_fargate(ecs, "lifecycle-nonessential", [
         sleeper(stopTimeout=2),
-        {"name": "once", "image": BUSYBOX, "memory": 64, "essential": False,
+        {"name": "once", "image": BUSYBOX, "essential": False,
          "command": ["sh", "-c", "exit 0"]},
     ])
-    arn = ecs.run_task(cluster=cluster, taskDefinition=td)["tasks"][0]["taskArn"]
+    arn = run_fargate(ecs, cluster, td)["taskArn"]
     wait_for(lambda: {c["name"]: c["lastStatus"] for c in describe_task(ecs, cluster, arn)[
         "containers"]} == {"app": "RUNNING", "once": "STOPPED"})
     task = describe_task(ecs, cluster, arn)
@@ -74,20 +76,20 @@ def test_non_essential_exit_leaves_the_task_running(ecs: Any, cluster: str) -> N
 
 
 def test_missing_image_fails_fast_with_cannot_pull(ecs: Any, cluster: str) -> None:
-    td = register(ecs, "lifecycle-noimage", [
+    td = register_fargate(ecs, "lifecycle-noimage", [
         {"name": "app", "image": "galley-test/does-not-exist:1", "memory": 64}])
-    arn = ecs.run_task(cluster=cluster, taskDefinition=td)["tasks"][0]["taskArn"]
+    arn = run_fargate(ecs, cluster, td)["taskArn"]
     final = wait_task_status(ecs, cluster, arn, "STOPPED", timeout=60)
     assert final["stopCode"] == "TaskFailedToStart"
     assert final["stoppedReason"].startswith("CannotPullContainerError")
 
 
 def test_oom_kill_is_reported(ecs: Any, cluster: str) -> None:
-    td = register(ecs, "lifecycle-oom", [{
+    td = register_fargate(ecs, "lifecycle-oom", [{
         "name": "hog", "image": BUSYBOX, "memory": 8,
         # Grows a shell variable until the 8 MiB limit kills it.
         "command": ["sh", "-c", "x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done"]}])
-    arn = ecs.run_task(cluster=cluster, taskDefinition=td)["tasks"][0]["taskArn"]
+    arn = run_fargate(ecs, cluster, td)["taskArn"]
     final = wait_task_status(ecs, cluster, arn, "STOPPED", timeout=60)
     hog = final["containers"][0]
     assert hog["exitCode"] == 137
@@ -96,8 +98,8 @@ def test_oom_kill_is_reported(ecs: Any, cluster: str) -> None:
 
 
 def test_stop_before_start_and_stop_twice(ecs: Any, cluster: str) -> None:
-    td = register(ecs, "lifecycle-quickstop", [sleeper(stopTimeout=2)])
-    arn = ecs.run_task(cluster=cluster, taskDefinition=td)["tasks"][0]["taskArn"]
+    td = register_fargate(ecs, "lifecycle-quickstop", [sleeper(stopTimeout=2)])
+    arn = run_fargate(ecs, cluster, td)["taskArn"]
     first = ecs.stop_task(cluster=cluster, task=arn, reason="changed my mind")["task"]
     assert first["stoppedReason"] == "changed my mind"
     again = ecs.stop_task(cluster=cluster, task=arn)["task"]
