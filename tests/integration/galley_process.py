@@ -48,6 +48,7 @@ class GalleyProcess:
                               capture_output=True, text=True, timeout=120, **kw)
 
     def start(self) -> GalleyProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "galley.cli", "--log-level", "INFO", "up",

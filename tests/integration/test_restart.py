@@ -1,0 +1,78 @@
+"""kill -9 Galley and start it again: nothing lost, containers re-adopted, deaths noticed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import docker
+import pytest
+
+from .conftest import BUSYBOX, register_fargate, run_fargate, wait_task_status
+from .galley_process import GalleyProcess
+
+
+@pytest.fixture
+def own_galley(tmp_path: Path, docker_client: docker.DockerClient):  # type: ignore[no-untyped-def]
+    proc = GalleyProcess(tmp_path / "data").start()
+    yield proc
+    proc.cleanup()
+
+
+def containers_of(docker_client: docker.DockerClient, task_arn: str) -> list[docker.models.containers.Container]:
+    return docker_client.containers.list(all=True, filters={"label": f"galley.task-arn={task_arn}"})
+
+
+def test_restart_readopts_running_tasks_and_reports_deaths(
+        own_galley: GalleyProcess, docker_client: docker.DockerClient) -> None:
+    ecs = own_galley.client()
+    ecs.create_cluster(clusterName="restart")
+    sleeper = {"image": BUSYBOX, "command": ["sleep", "3600"], "stopTimeout": 2}
+    td = register_fargate(ecs, "restart-app", [{"name": "a", **sleeper}, {"name": "b", **sleeper}])
+    keep = run_fargate(ecs, "restart", td, tags=[{"key": "team", "value": "kitchen"}])["taskArn"]
+    doomed = run_fargate(ecs, "restart", td)["taskArn"]
+    before = wait_task_status(ecs, "restart", keep, "RUNNING")
+    wait_task_status(ecs, "restart", doomed, "RUNNING")
+    started = {c.id: c.attrs["State"]["StartedAt"] for c in containers_of(docker_client, keep)}
+    assert len(started) == 3  # two containers and the awsvpc sandbox
+
+    own_galley.stop(kill=True)
+    victim = next(c for c in containers_of(docker_client, doomed)
+                  if c.labels.get("galley.container-name") == "a")
+    victim.kill()  # dies while nobody is watching
+    own_galley.start()
+
+    after = wait_task_status(ecs, "restart", keep, "RUNNING")
+    assert [c["runtimeId"] for c in after["containers"]] == \
+        [c["runtimeId"] for c in before["containers"]]
+    now = {c.id: c.attrs["State"]["StartedAt"] for c in containers_of(docker_client, keep)}
+    assert now == started  # the same containers, not restarted, not duplicated
+    assert all(c.status == "running" for c in containers_of(docker_client, keep))
+
+    stopped = wait_task_status(ecs, "restart", doomed, "STOPPED", timeout=30)
+    assert stopped["stopCode"] == "EssentialContainerExited"
+    assert stopped["stoppedReason"] == "Essential container in task exited"
+    assert {c["name"]: c["exitCode"] for c in stopped["containers"]}["a"] == 137
+
+    # Clusters, task definitions, tasks and tags all survived.
+    assert ecs.describe_clusters(clusters=["restart"])["clusters"][0]["status"] == "ACTIVE"
+    assert ecs.describe_task_definition(taskDefinition="restart-app")["taskDefinition"][
+        "revision"] == 1
+    tagged = ecs.describe_tasks(cluster="restart", tasks=[keep], include=["TAGS"])["tasks"][0]
+    assert tagged["tags"] == [{"key": "team", "value": "kitchen"}]
+
+
+def test_cleanup_stops_every_task_and_removes_every_container(
+        own_galley: GalleyProcess, docker_client: docker.DockerClient) -> None:
+    ecs = own_galley.client()
+    ecs.create_cluster(clusterName="cleanup")
+    td = register_fargate(ecs, "cleanup-app", [
+        {"name": "a", "image": BUSYBOX, "command": ["sleep", "3600"], "stopTimeout": 2}])
+    arn = run_fargate(ecs, "cleanup", td)["taskArn"]
+    wait_task_status(ecs, "cleanup", arn, "RUNNING")
+    own_galley.stop()
+    result = own_galley.galley("cleanup", "--data-dir", str(own_galley.data_dir))
+    assert result.returncode == 0, result.stderr
+    assert containers_of(docker_client, arn) == []
+    own_galley.start()
+    task = ecs.describe_tasks(cluster="cleanup", tasks=[arn])["tasks"][0]
+    assert task["lastStatus"] == "STOPPED"
