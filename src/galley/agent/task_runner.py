@@ -206,11 +206,17 @@ class TaskRunner:
         report: dict[str, Any] = {"pullStartedAt": time.time()}
         self._ensure_images()
         report["pullStoppedAt"] = time.time()
-        if self.spec.network_mode == "awsvpc":
-            report.update(self._ensure_sandbox())
-        self._report({"lastStatus": "PENDING", **report})
         self._ensure_volumes()
-        self._create_containers()
+        if self.spec.network_mode == "awsvpc":
+            self.sandbox_id = self.sandbox_id or self._create(self._sandbox_kwargs())
+            # The sandbox starts while the task's containers are created (they only need its id).
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                sandbox = pool.submit(self._start_sandbox)
+                self._create_containers()
+                report.update(sandbox.result())
+        else:
+            self._create_containers()
+        self._report({"lastStatus": "PENDING", **report})
         self._start_in_waves()
 
     def _ensure_images(self) -> None:
@@ -231,13 +237,14 @@ class TaskRunner:
                     f"CannotPullContainerError: pull image manifest has been retried 1 time(s): "
                     f"failed to resolve ref {image}: {msg}") from None
 
-    def _ensure_sandbox(self) -> dict[str, Any]:
-        """The container holding the task's network namespace; its address becomes the ENI."""
-        if self.sandbox_id is None:
-            kwargs = dc.sandbox_kwargs(self.spec, agent_id=self.agent.agent_id,
-                                       image=self.agent.sandbox_image,
-                                       network=self.agent.awsvpc_network)
-            self.sandbox_id = self._create(kwargs)
+    def _sandbox_kwargs(self) -> dict[str, Any]:
+        return dc.sandbox_kwargs(self.spec, agent_id=self.agent.agent_id,
+                                 image=self.agent.sandbox_image,
+                                 network=self.agent.awsvpc_network)
+
+    def _start_sandbox(self) -> dict[str, Any]:
+        """Start the container holding the task's network namespace; its address is the ENI."""
+        assert self.sandbox_id is not None
         info = self.docker.api.inspect_container(self.sandbox_id)
         if not info["State"].get("Running"):
             self.docker.api.start(self.sandbox_id)
@@ -277,16 +284,28 @@ class TaskRunner:
                     raise StartFailure(f"CannotCreateVolumeError: {e.explanation}") from None
 
     def _create_containers(self) -> None:
-        for name in dc.dependency_order(self.spec.containers):
-            state = self.containers[name]
-            if state.id is not None:
-                continue
+        """Create every container not created yet; independent creates run together."""
+        order = dc.dependency_order(self.spec.containers)
+        missing = [self.containers[name] for name in order if self.containers[name].id is None]
+
+        def create(state: ContainerState) -> None:
             kwargs = dc.create_kwargs(self.spec, state.definition, agent_id=self.agent.agent_id,
                                       sandbox_id=self.sandbox_id)
             try:
                 state.id = self._create(kwargs)
             except docker.errors.APIError as e:
-                raise StartFailure(f"CannotCreateContainerError: {e.explanation}", name) from None
+                raise StartFailure(f"CannotCreateContainerError: {e.explanation}",
+                                   state.name) from None
+
+        # links and volumesFrom need their target to exist first: create those in order.
+        needs_order = any(c.get("links") or c.get("volumesFrom") for c in self.spec.containers)
+        if needs_order or len(missing) < 2:
+            for state in missing:
+                create(state)
+            return
+        with ThreadPoolExecutor(max_workers=min(4, len(missing))) as pool:
+            for future in [pool.submit(create, s) for s in missing]:
+                future.result()
 
     def _start_in_waves(self) -> None:
         began = time.monotonic()
