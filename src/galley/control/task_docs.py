@@ -201,8 +201,11 @@ def apply_report(
         doc["lastStatus"] = status
         if status == "RUNNING" and "startedAt" not in doc:
             doc["startedAt"] = at
-        if RANK[status] >= RANK["DEACTIVATING"] and "stoppingAt" not in doc:
-            doc["stoppingAt"] = at
+        if RANK[status] >= RANK["DEACTIVATING"]:
+            # The task is on its way out: ECS sets desiredStatus STOPPED at once, which lets a
+            # service start the replacement while the old containers are still torn down.
+            doc.setdefault("stoppingAt", at)
+            doc["desiredStatus"] = "STOPPED"
         if status == "STOPPED":
             doc["stoppedAt"] = at
             doc.setdefault("executionStoppedAt", at)

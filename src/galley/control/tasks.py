@@ -113,37 +113,13 @@ def run_task(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[str, Any
             tag_list = tags.get(conn, task_def["taskDefinitionArn"]) + tag_list
         if params.get("enableECSManagedTags"):
             tag_list.append({"key": "aws:ecs:clusterName", "value": cluster["clusterName"]})
-        if launch_type in LAUNCH_TYPES_WITH_FARGATE_CAPACITY:
-            agent_ids: list[str | None] = [FARGATE_AGENT_ID] * count
-            failures: list[dict[str, Any]] = []
-        elif launch_type in PLACERS:
-            agent_ids, failures = PLACERS[launch_type](
-                conn, scope, cluster, task_def, count, params, launch_type
-            )
-        else:
-            raise invalid_parameter("No Container Instances were found in your cluster.")
-        created = now()
-        docs = []
-        for agent_id in agent_ids:
-            doc, spec = new_task(
-                scope,
-                cluster_arn=cluster["clusterArn"],
-                cluster_name=cluster["clusterName"],
-                task_def=task_def,
-                launch_type=launch_type,
-                overrides=overrides,
-                group=params.get("group") or f"family:{task_def['family']}",
-                started_by=params.get("startedBy"),
-                network_configuration=params.get("networkConfiguration"),
-                capacity_provider=provider,
-                tags=tag_list,
-                created_at=created,
-            )
-            if launch_type not in LAUNCH_TYPES_WITH_FARGATE_CAPACITY:
-                doc["containerInstanceArn"] = agent_id
-            insert_task(conn, doc, spec, agent_id)
-            tags.put(conn, doc["taskArn"], tag_list)
-            docs.append(doc)
+        docs, failures = launch_tasks(
+            conn, scope, cluster, task_def, count=count, launch_type=launch_type,
+            provider=provider, params=params, overrides=overrides,
+            group=params.get("group") or f"family:{task_def['family']}",
+            started_by=params.get("startedBy"),
+            network_configuration=params.get("networkConfiguration"), tag_list=tag_list)
+        created = docs[0]["createdAt"] if docs else now()
         result = {"tasks": docs, "failures": failures}
         if token is not None:
             conn.execute(
@@ -156,6 +132,38 @@ def run_task(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[str, Any
             )
     app.store.desired_changed.bump()
     return result
+
+
+def launch_tasks(conn: Connection, scope: Scope, cluster: dict[str, Any],
+                 task_def: dict[str, Any], *, count: int, launch_type: str,
+                 provider: str | None, params: dict[str, Any], overrides: dict[str, Any],
+                 group: str, started_by: str | None,
+                 network_configuration: dict[str, Any] | None, tag_list: list[dict[str, str]],
+                 service_name: str | None = None
+                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Place and record `count` new tasks (RunTask and services); (task docs, failures)."""
+    if launch_type in LAUNCH_TYPES_WITH_FARGATE_CAPACITY:
+        agent_ids: list[str | None] = [FARGATE_AGENT_ID] * count
+        failures: list[dict[str, Any]] = []
+    elif launch_type in PLACERS:
+        agent_ids, failures = PLACERS[launch_type](
+            conn, scope, cluster, task_def, count, params, launch_type)
+    else:
+        raise invalid_parameter("No Container Instances were found in your cluster.")
+    created = now()
+    docs = []
+    for agent_id in agent_ids:
+        doc, spec = new_task(
+            scope, cluster_arn=cluster["clusterArn"], cluster_name=cluster["clusterName"],
+            task_def=task_def, launch_type=launch_type, overrides=overrides, group=group,
+            started_by=started_by, network_configuration=network_configuration,
+            capacity_provider=provider, tags=tag_list, created_at=created)
+        if launch_type not in LAUNCH_TYPES_WITH_FARGATE_CAPACITY:
+            doc["containerInstanceArn"] = agent_id
+        insert_task(conn, doc, spec, agent_id, service_name)
+        tags.put(conn, doc["taskArn"], tag_list)
+        docs.append(doc)
+    return docs, failures
 
 
 def insert_task(
@@ -348,17 +356,22 @@ def apply_agent_report(app: Galley, report: dict[str, Any]) -> None:
         if row is None:
             return
         doc = loads(row.doc)
+        previous = doc["lastStatus"]
         changed = apply_report(doc, loads(row.spec), report, at)
         if changed:
-            save_task(conn, doc, stopped_at=doc.get("stoppedAt"))
+            columns: dict[str, Any] = {"stopped_at": doc.get("stoppedAt")}
+            if doc["healthStatus"] == "HEALTHY":
+                columns["ever_healthy"] = 1
+            save_task(conn, doc, **columns)
             for hook in REPORT_HOOKS:
-                hook(conn, doc)
+                hook(conn, doc, previous)
     if changed:
         app.store.actual_changed.bump()
 
 
-# Later modules react to task changes in the same transaction: fn(conn, task_doc).
-REPORT_HOOKS: list[Callable[[Connection, dict[str, Any]], None]] = []
+# Later modules react to task changes in the same transaction:
+# fn(conn, task_doc, previous_last_status).
+REPORT_HOOKS: list[Callable[[Connection, dict[str, Any], str], None]] = []
 
 
 def purge_stopped(app: Galley, older_than: float) -> int:

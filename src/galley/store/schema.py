@@ -69,6 +69,7 @@ tasks = Table(
     Column("created_at", Float, nullable=False),
     Column("stopped_at", Float),
     Column("version", Integer, nullable=False),
+    Column("ever_healthy", Integer, nullable=False, default=0),
     Column("doc", Text, nullable=False),
     # The agent-facing spec (resolved task definition with overrides applied); never shown to users.
     Column("spec", Text, nullable=False),
@@ -107,3 +108,15 @@ container_instances = Table(
     Column("doc", Text, nullable=False),
 )
 Index("ix_instances_cluster", container_instances.c.cluster_arn, container_instances.c.status)
+
+services = Table(
+    "services",
+    metadata,
+    Column("arn", String, primary_key=True),
+    Column("cluster_arn", String, nullable=False),
+    Column("name", String, nullable=False),
+    Column("status", String, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("doc", Text, nullable=False),
+)
+Index("ix_services_cluster", services.c.cluster_arn, services.c.status)
