@@ -15,7 +15,13 @@ import docker
 import docker.errors
 
 from galley import __version__
-from galley.config import Settings, account_id_from_env, default_data_dir, load_credentials
+from galley.config import (
+    Settings,
+    account_id_from_env,
+    default_data_dir,
+    load_credentials,
+    service_settings_from_env,
+)
 
 DEFAULT_PORT = 7070
 
@@ -53,6 +59,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         account_id=account_id_from_env(),
         credentials=load_credentials(data_dir),
         stopped_task_retention=float(os.environ.get("GALLEY_STOPPED_TASK_RETENTION", 3600)),
+        service=service_settings_from_env(),
     )
 
 
@@ -63,11 +70,13 @@ def _serve(args: argparse.Namespace, with_fargate: bool) -> int:
     from galley.api.ecs import ecs_service
     from galley.api.server import GalleyHTTPServer, Router
     from galley.app import FARGATE_AGENT_ID, Galley
-    from galley.controllers import janitor
+    from galley.control import tasks
+    from galley.controllers import janitor, services
 
     settings = _settings(args)
     client = docker_client_or_exit() if with_fargate else None
     app = Galley(settings)
+    tasks.REPORT_HOOKS.append(services.on_task_report(app))
     creds = settings.credentials
     assert creds is not None
     router = Router(settings.account_id,
@@ -79,6 +88,7 @@ def _serve(args: argparse.Namespace, with_fargate: bool) -> int:
     threads = [
         threading.Thread(target=server.serve_forever, name="http", daemon=True),
         threading.Thread(target=janitor.run, args=(app, stop), name="janitor", daemon=True),
+        threading.Thread(target=services.run, args=(app, stop), name="services", daemon=True),
     ]
     if client is not None:
         agent = Agent(LocalControlPlane(app, FARGATE_AGENT_ID),

@@ -10,6 +10,8 @@ import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from galley.scheduler.service_step import Settings as ServiceSettings
+
 DEFAULT_ACCOUNT_ID = "000000000000"
 
 
@@ -36,6 +38,7 @@ class Settings:
     # Safety resync period of reconcile loops; events wake them sooner.
     resync_seconds: float = 5.0
     credentials: Credentials | None = None
+    service: ServiceSettings = field(default_factory=ServiceSettings)
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -71,3 +74,17 @@ def load_credentials(data_dir: Path) -> Credentials:
     with os.fdopen(fd, "w") as f:
         json.dump({"accessKeyId": creds.access_key_id, "secretAccessKey": creds.secret_access_key}, f)
     return creds
+
+
+def service_settings_from_env() -> ServiceSettings:
+    """Service scheduler knobs: GALLEY_SERVICE_SETTLE_SECONDS (40), GALLEY_BREAKER_MINIMUM (3),
+    GALLEY_LAUNCH_BACKOFF_SECONDS (10, doubling up to 900)."""
+    defaults = ServiceSettings()
+    return ServiceSettings(
+        settle_seconds=float(os.environ.get("GALLEY_SERVICE_SETTLE_SECONDS",
+                                            defaults.settle_seconds)),
+        breaker_minimum=int(os.environ.get("GALLEY_BREAKER_MINIMUM", defaults.breaker_minimum)),
+        backoff_base_seconds=float(os.environ.get("GALLEY_LAUNCH_BACKOFF_SECONDS",
+                                                  defaults.backoff_base_seconds)),
+        backoff_max_seconds=defaults.backoff_max_seconds,
+    )

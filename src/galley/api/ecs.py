@@ -9,7 +9,7 @@ from galley.api.model import ServiceModel
 from galley.api.server import Request, Service
 from galley.app import Galley
 from galley.arns import Scope
-from galley.control import clusters, instances, tags, taskdefs, tasks
+from galley.control import clusters, instances, services, tags, taskdefs, tasks
 
 Operation = Callable[[Galley, Scope, dict[str, Any]], dict[str, Any]]
 
@@ -30,6 +30,11 @@ OPERATIONS: dict[str, Operation] = {
     "StopTask": tasks.stop_task,
     "DescribeTasks": tasks.describe_tasks,
     "ListTasks": tasks.list_tasks,
+    "CreateService": services.create_service,
+    "UpdateService": services.update_service,
+    "DeleteService": services.delete_service,
+    "DescribeServices": services.describe_services,
+    "ListServices": services.list_services,
     "RegisterContainerInstance": instances.register_container_instance,
     "DescribeContainerInstances": instances.describe_container_instances,
     "ListContainerInstances": instances.list_container_instances,

@@ -34,7 +34,7 @@ Placer = Callable[..., tuple[list[str | None], list[dict[str, Any]]]]
 PLACERS: dict[str, Placer] = {}
 
 
-def _launch_type(cluster: dict[str, Any], params: dict[str, Any]) -> tuple[str, str | None]:
+def resolve_launch_type(cluster: dict[str, Any], params: dict[str, Any]) -> tuple[str, str | None]:
     """(launchType, capacityProviderName) by ECS's precedence."""
     strategy = params.get("capacityProviderStrategy")
     if params.get("launchType") and strategy:
@@ -105,7 +105,7 @@ def run_task(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[str, Any
                 return replay
         cluster = clusters.get_active(conn, scope, params.get("cluster"))
         task_def = taskdefs.get_for_launch(conn, scope, params["taskDefinition"])
-        launch_type, provider = _launch_type(cluster, params)
+        launch_type, provider = resolve_launch_type(cluster, params)
         check_launch_type(task_def, launch_type)
         _check_network(task_def, params)
         _check_overrides(task_def, overrides)

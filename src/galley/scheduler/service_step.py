@@ -127,15 +127,16 @@ def step(service: dict[str, Any], tasks: list[TaskView], now: float, settings: S
     if want > 0 and launchable and room > 0:
         plan.start[primary["id"]] = min(want, room)
 
-    # Stop old-deployment tasks: unhealthy ones freely, healthy ones down to the floor.
+    # Stop old-deployment tasks: those that never got RUNNING freely; RUNNING ones only while
+    # the healthy count stays at or above the floor (a RUNNING task still settling waits).
     started = sum(plan.start.values())
     spare = len(healthy) - floor
-    for t in sorted(old_tasks, key=lambda t: (t.arn in healthy, t.created_at)):
-        if t.arn in healthy:
-            if spare <= 0:
+    reason = f"Scaling activity initiated by (deployment {primary['id']})"
+    for t in sorted(old_tasks, key=lambda t: (t.last_status == "RUNNING", t.created_at)):
+        if t.last_status == "RUNNING":
+            if t.arn not in healthy or spare <= 0:
                 continue
             spare -= 1
-        reason = f"Scaling activity initiated by (deployment {primary['id']})"
         plan.stop.append((t.arn, reason))
 
     # Scale in: PRIMARY above desiredCount; stop pending ones first, then the newest.
@@ -281,7 +282,7 @@ def add_events(service: dict[str, Any], messages: list[str], now: float, new_id:
         if any(e["message"] == message and now - e["createdAt"] < dedupe_seconds
                for e in events):
             continue
-        events.insert(0, {"id": new_id(), "createdAt": now, "message": message})
+        events.insert(0, {"id": str(new_id()), "createdAt": now, "message": message})
         added = True
     del events[cap:]
     return added

@@ -1,0 +1,196 @@
+"""The service scheduler: a level-triggered loop applying `service_step` plans to the store.
+
+Woken when tasks change state or a service is created/updated, and at least every half second
+(time alone makes tasks healthy and backoffs expire). Each service is decided on a copy first
+and written only when the step has something to do.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import uuid
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from galley.app import Galley
+from galley.arns import Scope
+from galley.control import services, tags, tasks
+from galley.control.common import now
+from galley.errors import ApiError
+from galley.scheduler.service_step import Plan, TaskView, add_events, step, task_stopped
+from galley.store import schema as s
+from galley.store.db import loads
+
+log = logging.getLogger("galley.services")
+T = s.tasks
+
+
+def run(app: Galley, stop: threading.Event, period: float = 0.5) -> None:
+    version = 0
+    while not stop.is_set():
+        try:
+            reconcile_all(app)
+        except Exception:
+            log.exception("service reconcile failed")
+        version = app.store.actual_changed.wait(version, period)
+
+
+def reconcile_all(app: Galley) -> None:
+    with app.store.read() as conn:
+        arns = [r.arn for r in conn.execute(select(services.SVC.c.arn).where(
+            services.SVC.c.status != "INACTIVE"))]
+    for arn in arns:
+        try:
+            reconcile(app, arn)
+        except Exception:
+            log.exception("reconciling %s failed", arn)
+
+
+def _views(conn: Connection, service: dict[str, Any]) -> list[TaskView]:
+    rows = conn.execute(select(T.c.arn, T.c.started_by, T.c.last_status, T.c.desired_status,
+                               T.c.doc, T.c.spec).where(
+        T.c.cluster_arn == service["clusterArn"], T.c.service_name == service["serviceName"],
+        T.c.last_status != "STOPPED"))
+    views = []
+    for r in rows:
+        doc, spec = loads(r.doc), loads(r.spec)
+        views.append(TaskView(
+            arn=r.arn, deployment_id=r.started_by or "", last_status=r.last_status,
+            desired_status=r.desired_status, health_status=doc.get("healthStatus", "UNKNOWN"),
+            has_health_check=any(c.get("essential", True) and c.get("healthCheck")
+                                 for c in spec["containers"]),
+            created_at=doc["createdAt"], started_at=doc.get("startedAt")))
+    return views
+
+
+def _decide(app: Galley, conn: Connection, doc: dict[str, Any], at: float) -> tuple[Plan, bool]:
+    plan = step(doc, _views(conn, doc), at, app.settings.service)
+    added = add_events(doc, plan.events, at, uuid.uuid4)
+    return plan, bool(plan.start or plan.stop or plan.changed or added)
+
+
+def reconcile(app: Galley, arn: str) -> None:
+    at = now()
+    with app.store.read() as conn:
+        row = conn.execute(select(services.SVC.c.doc).where(services.SVC.c.arn == arn)).first()
+        if row is None:
+            return
+        _, busy = _decide(app, conn, copy.deepcopy(loads(row.doc)), at)
+    if not busy:
+        return
+    with app.store.write() as conn:
+        row = conn.execute(select(services.SVC.c.doc).where(services.SVC.c.arn == arn)).first()
+        doc = loads(row.doc)
+        plan, _ = _decide(app, conn, doc, at)
+        events = _apply(app, conn, doc, plan, at)
+        add_events(doc, events, at, uuid.uuid4)
+        services.save(conn, doc)
+    if plan.start or plan.stop:
+        app.store.desired_changed.bump()
+
+
+def _apply(app: Galley, conn: Connection, service: dict[str, Any], plan: Plan, at: float
+           ) -> list[str]:
+    """Stop and launch what the plan says; return the events that tell the story."""
+    name = service["serviceName"]
+    events = []
+    stopped = []
+    for arn, reason in plan.stop:
+        row = conn.execute(select(T.c.doc).where(T.c.arn == arn)).first()
+        if row and tasks.request_stop(conn, loads(row.doc), reason, "ServiceSchedulerInitiated",
+                                      at):
+            stopped.append(arn.rsplit("/", 1)[1])
+    if stopped:
+        events.append(f"(service {name}) has stopped {len(stopped)} running tasks: "
+                      + " ".join(f"(task {t})" for t in stopped) + ".")
+    cluster = {"clusterArn": service["clusterArn"],
+               "clusterName": service["clusterArn"].rsplit("/", 1)[1]}
+    for deployment_id, count in plan.start.items():
+        deployment = next(d for d in service["deployments"] if d["id"] == deployment_id)
+        task_def = loads(conn.execute(select(s.task_definitions.c.doc).where(
+            s.task_definitions.c.arn == deployment["taskDefinition"])).one().doc)
+        launch_type = deployment.get("launchType", "FARGATE")
+        try:
+            docs, failures = tasks.launch_tasks(
+                conn, _scope(service), cluster, task_def, count=count, launch_type=launch_type,
+                provider=(deployment.get("capacityProviderStrategy") or [{}])[0].get(
+                    "capacityProvider"),
+                params={"placementStrategy": service.get("placementStrategy", []),
+                        "placementConstraints": service.get("placementConstraints", [])},
+                overrides={}, group=f"service:{name}", started_by=deployment_id,
+                network_configuration=deployment.get("networkConfiguration"),
+                tag_list=_task_tags(conn, service, task_def), service_name=name)
+        except ApiError as e:
+            events.append(f"(service {name}) was unable to place a task because no container "
+                          f"instance met all of its requirements. Reason: {e.message}")
+            continue
+        if docs:
+            events.append(f"(service {name}) has started {len(docs)} tasks: "
+                          + " ".join(f"(task {d['taskArn'].rsplit('/', 1)[1]})" for d in docs)
+                          + ".")
+        if failures:
+            closest = failures[0]
+            events.append(
+                f"(service {name}) was unable to place a task because no container instance met "
+                f"all of its requirements. The closest matching container-instance "
+                f"{closest['arn'].rsplit('/', 1)[1]} encountered error \"{closest['reason']}\".")
+    return events
+
+
+def _scope(service: dict[str, Any]) -> Scope:
+    parts = service["serviceArn"].split(":")
+    return Scope(parts[3], parts[4])
+
+
+def _task_tags(conn: Connection, service: dict[str, Any], task_def: dict[str, Any]
+               ) -> list[dict[str, str]]:
+    result: list[dict[str, str]] = []
+    if service.get("propagateTags") == "SERVICE":
+        result = tags.get(conn, service["serviceArn"])
+    elif service.get("propagateTags") == "TASK_DEFINITION":
+        result = tags.get(conn, task_def["taskDefinitionArn"])
+    if service.get("enableECSManagedTags"):
+        result = result + [
+            {"key": "aws:ecs:clusterName", "value": service["clusterArn"].rsplit("/", 1)[1]},
+            {"key": "aws:ecs:serviceName", "value": service["serviceName"]}]
+    return result
+
+
+def on_task_report(app: Galley) -> Any:
+    """A REPORT_HOOK: feed each stopped service task to the breaker and the launch backoff."""
+
+    def hook(conn: Connection, doc: dict[str, Any], previous: str) -> None:
+        if doc["lastStatus"] != "STOPPED" or previous == "STOPPED":
+            return
+        group = doc.get("group", "")
+        if not group.startswith("service:"):
+            return
+        if doc.get("stopCode") == "UserInitiated" or \
+                doc.get("stoppedReason", "").startswith("Scaling activity"):
+            return
+        arn = doc["clusterArn"].replace(":cluster/", ":service/") + "/" + group[len("service:"):]
+        row = conn.execute(select(services.SVC.c.doc).where(services.SVC.c.arn == arn)).first()
+        if row is None:
+            return
+        service = loads(row.doc)
+        settings = app.settings.service
+        task_row = conn.execute(select(T.c.ever_healthy, T.c.spec).where(
+            T.c.arn == doc["taskArn"])).one()
+        spec = loads(task_row.spec)
+        checked = any(c.get("essential", True) and c.get("healthCheck")
+                      for c in spec["containers"])
+        ran_for = (doc.get("executionStoppedAt") or doc.get("stoppedAt", 0)) - \
+            doc.get("startedAt", doc.get("stoppedAt", 0))
+        healthy = bool(task_row.ever_healthy) if checked else (
+            "startedAt" in doc and ran_for >= settings.settle_seconds)
+        events = task_stopped(
+            service, doc.get("startedBy", ""), became_healthy=healthy,
+            health_failure=doc.get("stoppedReason") == "Task failed container health checks",
+            now=now(), settings=settings, new_deployment_id=services.new_deployment_id())
+        add_events(service, events, now(), uuid.uuid4)
+        services.save(conn, service)  # apply_agent_report wakes the loop after the commit
+
+    return hook
