@@ -96,32 +96,12 @@ _IPC_SYSCTL = re.compile(r"^(kernel\.(msg|sem|shm)|fs\.mqueue\.)")
 # ----------------------------------------------------------------------------------------------
 
 
-def _parse_cpu(value: Any) -> int | None:
-    """Task-level cpu: an int, "1024", or "1 vCPU"/"0.5 vcpu" → CPU units."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, int | float):
-        return int(value)
-    text = str(value).strip().lower()
-    m = re.fullmatch(r"([0-9]*\.?[0-9]+)\s*(vcpu)?", text)
-    if not m:
-        raise ValueError(f"invalid task cpu: {value!r}")
-    number = float(m.group(1))
-    return int(round(number * 1024)) if m.group(2) else int(number)
+def _units(value: Any) -> int | None:
+    """Task cpu/memory as the control plane hands them over: an int (or its string), or absent.
 
-
-def _parse_memory(value: Any) -> int | None:
-    """Task-level memory: an int, "2048", "2 GB" or "512 MiB" → MiB."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, int | float):
-        return int(value)
-    text = str(value).strip().lower()
-    m = re.fullmatch(r"([0-9]*\.?[0-9]+)\s*(gb|gib|mb|mib)?", text)
-    if not m:
-        raise ValueError(f"invalid task memory: {value!r}")
-    number = float(m.group(1))
-    return int(round(number * 1024)) if m.group(2) in ("gb", "gib") else int(number)
+    Units such as "1 vCPU" are normalised at registration (control.taskdef_units), never here.
+    """
+    return None if value is None or value == "" else int(value)
 
 
 @dataclass(frozen=True)
@@ -163,8 +143,8 @@ class TaskSpec:
             launch_type=d.get("launchType") or "EC2",
             containers=list(d.get("containers") or d.get("containerDefinitions") or []),
             volumes=list(d.get("volumes") or []),
-            cpu=_parse_cpu(d.get("cpu")),
-            memory=_parse_memory(d.get("memory")),
+            cpu=_units(d.get("cpu")),
+            memory=_units(d.get("memory")),
             pid_mode=d.get("pidMode") or None,
             ipc_mode=d.get("ipcMode") or None,
         )
