@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import signal
 import statistics
@@ -30,7 +31,7 @@ from galley_process import (  # noqa: E402  (needs the path above)
 
 __all__ = [
     "ACCESS_KEY", "REGION", "SECRET_KEY", "GalleyProcess", "free_port", "BUSYBOX",
-    "percentile", "summary", "print_table", "emit_json", "galley_process", "terminate_on_signals",
+    "percentile", "summary", "print_table", "emit_json", "machine_load", "load_note", "galley_process", "terminate_on_signals",
 ]
 
 BUSYBOX = "galley-test/busybox:latest"
@@ -77,6 +78,17 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def machine_load() -> dict[str, float]:
+    """CPUs and load average: other work on the host skews every figure here, so say it."""
+    one, five, _ = os.getloadavg()
+    return {"cpus": os.cpu_count() or 1, "load1": one, "load5": five}
+
+
+def load_note(load: dict[str, float]) -> str:
+    busy = "  (busy host: figures are noisy)" if load["load1"] > load["cpus"] else ""
+    return f"host: {load['cpus']:.0f} CPUs, load average {load['load1']:.2f} / {load['load5']:.2f}{busy}"
+
+
 def emit_json(doc: dict[str, Any]) -> None:
     print("JSON " + json.dumps(doc, sort_keys=True, default=str))
 
@@ -89,6 +101,8 @@ def terminate_on_signals() -> None:
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, raise_interrupt)
+    # Started in the background by a non-interactive shell, SIGINT arrives ignored: restore it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 class galley_process:  # noqa: N801 - used as a context manager, reads like a function

@@ -11,7 +11,10 @@ both stores answer the same ListTasks(desiredStatus=STOPPED)). Then for each cal
 
 8 worker processes, each with its own signed boto3 client and keep-alive connection, call it in
 a closed loop for --seconds; the table shows requests/second (successful answers / duration), p50
-and p99 latency, and errors.
+and p99 latency, errors, and where the CPU went: the server process's CPU (% of one core and ms
+per request, read from /proc) and the client processes' CPU per request (boto3 signing and
+parsing), since on a small host the clients compete with the server for the same cores.
+moto's ListTasks ignores maxResults and answers all 1,000 ARNs in one page; Galley answers 100.
 
     python3 bench/api_throughput.py [--seconds 10] [--workers 8] [--tasks 1000] [--json]
 """
@@ -41,6 +44,8 @@ from _common import (
     emit_json,
     free_port,
     galley_process,
+    load_note,
+    machine_load,
     percentile,
     print_table,
     terminate_on_signals,
@@ -104,6 +109,7 @@ def _worker(endpoint: str, op: str, arg: Any, worker: int, start_at: float, seco
     while time.time() < start_at:
         time.sleep(min(0.01, max(0.0, start_at - time.time())))
     end = time.perf_counter() + seconds
+    cpu0 = time.process_time()
     latencies: list[float] = []
     errors = 0
     first_error = ""
@@ -121,17 +127,34 @@ def _worker(endpoint: str, op: str, arg: Any, worker: int, start_at: float, seco
             errors += 1
             first_error = first_error or repr(e)[:300]
         i += 1
-    return {"latencies": latencies, "errors": errors, "first_error": first_error}
+    return {"latencies": latencies, "errors": errors, "first_error": first_error,
+            "cpu": time.process_time() - cpu0}
 
 
-def measure(pool: Any, endpoint: str, op: str, arg: Any, workers: int, seconds: float
-            ) -> dict[str, Any]:
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(pool: Any, endpoint: str, server_pid: int, op: str, arg: Any, workers: int,
+            seconds: float) -> dict[str, Any]:
     start_at = time.time() + 1.5  # every worker has its client and first answer by then
-    results = pool.starmap(_worker, [(endpoint, op, arg, w, start_at, seconds)
-                                     for w in range(workers)])
+    job = pool.starmap_async(_worker, [(endpoint, op, arg, w, start_at, seconds)
+                                       for w in range(workers)])
+    time.sleep(max(0.0, start_at - time.time()))
+    cpu0 = process_cpu(server_pid)
+    time.sleep(seconds)
+    server_cpu = process_cpu(server_pid) - cpu0
+    results = job.get(timeout=seconds + 600)
     latencies = [x for r in results for x in r["latencies"]]
     errors = sum(r["errors"] for r in results)
+    n = max(1, len(latencies) + errors)
     return {"requests": len(latencies), "rps": len(latencies) / seconds,
+            # Where the time goes: the server process's CPU (% of one core, ms per request) and
+            # the clients' (boto3 signing and parsing), both on the same host.
+            "server_cpu_pct": 100 * server_cpu / seconds, "server_cpu_ms": 1000 * server_cpu / n,
+            "client_cpu_ms": 1000 * sum(r["cpu"] for r in results) / n,
             "p50": percentile(latencies, 50), "p99": percentile(latencies, 99),
             "max": max(latencies) if latencies else float("nan"), "errors": errors,
             "first_error": next((r["first_error"] for r in results if r["first_error"]), "")}
@@ -187,12 +210,14 @@ NETWORK = {"awsvpcConfiguration": {"subnets": ["subnet-0bench0000000000"],
 
 
 def populate_moto(endpoint: str, n_tasks: int) -> tuple[list[str], float]:
-    """The same cluster, task definition and tasks in moto (its FARGATE tasks need a real subnet
-    in its EC2 backend for the ENI), then StopTask on each so desiredStatus is STOPPED."""
+    """The same cluster, task definition and tasks in moto (its awsvpc tasks need a real subnet
+    in its EC2 backend, in a VPC with DNS hostnames, for the ENI), then StopTask on each so desiredStatus is STOPPED."""
     began = time.perf_counter()
     ec2 = boto3.client("ec2", endpoint_url=endpoint, region_name=REGION,
                        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    # moto's ECS reads the ENI's private DNS name, which it only sets with DNS hostnames on.
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/20")["Subnet"]["SubnetId"]
     sg = ec2.create_security_group(GroupName="bench", Description="bench", VpcId=vpc)["GroupId"]
     network = {"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": [sg],
@@ -253,16 +278,17 @@ class moto_server:  # noqa: N801 - context manager
 # ---- main -------------------------------------------------------------------------------------
 
 
-def run_calls(pool: Any, endpoint: str, arns: list[str], args: argparse.Namespace, label: str
-              ) -> dict[str, dict[str, Any]]:
+def run_calls(pool: Any, endpoint: str, server_pid: int, arns: list[str],
+              args: argparse.Namespace, label: str) -> dict[str, dict[str, Any]]:
     chunks = [arns[i:i + 100] for i in range(0, len(arns), 100)]
     out = {}
     for op in OPERATIONS:
-        out[op] = measure(pool, endpoint, op, chunks if op == "DescribeTasks" else None,
-                          args.workers, args.seconds)
+        out[op] = measure(pool, endpoint, server_pid, op,
+                          chunks if op == "DescribeTasks" else None, args.workers, args.seconds)
         r = out[op]
         print(f"  {label:6s} {op:16s} {r['rps']:8.1f} rps  p50 {r['p50']:7.1f} ms  "
-              f"p99 {r['p99']:7.1f} ms  errors {r['errors']}", flush=True)
+              f"p99 {r['p99']:7.1f} ms  server CPU {r['server_cpu_pct']:3.0f}% "
+              f"({r['server_cpu_ms']:.1f} ms/req)  errors {r['errors']}", flush=True)
         if r["first_error"]:
             print(f"    first error: {r['first_error']}", flush=True)
     return out
@@ -286,6 +312,8 @@ def main() -> int:
                      "--window 10..500")
     terminate_on_signals()
     began = time.perf_counter()
+    load_before = machine_load()
+    print(load_note(load_before), flush=True)
     results: dict[str, Any] = {}
     timings: dict[str, float] = {}
     ctx = mp.get_context("spawn")  # clean workers: no inherited sockets, locks or boto3 state
@@ -297,15 +325,18 @@ def main() -> int:
                 galley.client(), args.tasks, args.window, args.populate_timeout)
             print(f"  galley: {len(arns)} tasks STOPPED in {timings['galley_populate_s']:.0f} s "
                   f"({len(arns) / timings['galley_populate_s']:.1f} tasks/s)", flush=True)
-            results["galley"] = run_calls(pool, galley.endpoint, arns, args, "galley")
-            results["galley_pid"] = galley.proc.pid if galley.proc else None
+            assert galley.proc is not None
+            results["galley"] = run_calls(pool, galley.endpoint, galley.proc.pid, arns, args,
+                                          "galley")
         if not args.skip_moto:
             print(f"moto: populating {args.tasks} tasks...", flush=True)
             with moto_server() as moto:
                 arns, timings["moto_populate_s"] = populate_moto(moto.endpoint, args.tasks)
                 print(f"  moto: {len(arns)} tasks in {timings['moto_populate_s']:.0f} s",
                       flush=True)
-                results["moto"] = run_calls(pool, moto.endpoint, arns, args, "moto")
+                assert moto.proc is not None
+                results["moto"] = run_calls(pool, moto.endpoint, moto.proc.pid, arns, args,
+                                            "moto")
         pool.close()
         pool.join()
 
@@ -318,8 +349,10 @@ def main() -> int:
     for op in OPERATIONS:
         for srv in servers:
             r = results[srv][op]
-            rows.append([op, srv, r["rps"], r["p50"], r["p99"], r["max"], r["errors"]])
-    print_table(["call", "server", "rps", "p50", "p99", "max", "errors"], rows)
+            rows.append([op, srv, r["rps"], r["p50"], r["p99"], r["max"], r["errors"],
+                         f"{r['server_cpu_pct']:.0f}%", r["server_cpu_ms"], r["client_cpu_ms"]])
+    print_table(["call", "server", "rps", "p50", "p99", "max", "errors", "srv CPU",
+                 "srv ms/req", "client ms/req"], rows)
     ratios: dict[str, dict[str, float]] = {}
     if not args.skip_moto:
         print()
@@ -330,7 +363,9 @@ def main() -> int:
             ratios[op] = {"rps": rps_ratio, "p99_moto_over_galley": p99_ratio}
             print(f"ratio galley/moto rps {op}: {rps_ratio:.2f}x (target >= {RPS_TARGET:g}x); "
                   f"p99 moto/galley: {p99_ratio:.2f}x")
-    print(f"elapsed {elapsed:.0f} s ({', '.join(f'{k} {v:.0f} s' for k, v in timings.items())})")
+    load_after = machine_load()
+    print(f"elapsed {elapsed:.0f} s ({', '.join(f'{k} {v:.0f} s' for k, v in timings.items())}); "
+          f"{load_note(load_after)}")
     if ratios:
         worst = min(ratios, key=lambda op: ratios[op]["rps"])
         print(f"ratio galley/moto rps (worst call, {worst}): {ratios[worst]['rps']:.2f}x "
@@ -342,7 +377,8 @@ def main() -> int:
                    "rps_target": RPS_TARGET,
                    "meets_target": bool(ratios) and all(r["rps"] >= RPS_TARGET
                                                         for r in ratios.values()),
-                   "timings_s": timings, "elapsed_s": elapsed})
+                   "timings_s": timings, "elapsed_s": elapsed,
+                   "load_before": load_before, "load_after": load_after})
     return 0
 
 

@@ -15,6 +15,7 @@ containers are then force-removed.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 import uuid
@@ -27,6 +28,8 @@ from _common import (
     BUSYBOX,
     emit_json,
     galley_process,
+    load_note,
+    machine_load,
     print_table,
     summary,
     terminate_on_signals,
@@ -80,9 +83,15 @@ def galley_round(ecs: Any, cluster: str, td_arn: str) -> dict[str, Any]:
             raise RuntimeError(f"task {arn} not RUNNING after 60 s (last {task['lastStatus']})")
         next_poll += POLL
         time.sleep(max(0.0, next_poll - time.perf_counter()))
-    # Server-side view (ms precision): createdAt -> startedAt, without the client's polling.
-    server = (task["startedAt"].timestamp() - task["createdAt"].timestamp()) \
-        if task.get("startedAt") and task.get("createdAt") else float("nan")
+    # Server-side view (ms precision), without the client's polling: createdAt -> startedAt, and
+    # its phases: agent pickup (-> pullStartedAt), images + sandbox (-> connectivityAt),
+    # containers created and started (-> startedAt).
+    stamps = [task.get(k) for k in ("createdAt", "pullStartedAt", "connectivityAt", "startedAt")]
+    if all(stamps):
+        c, p, n, s = (x.timestamp() for x in stamps)
+        server, phases = s - c, {"pickup": p - c, "sandbox": n - p, "containers": s - n}
+    else:
+        server, phases = float("nan"), {}
     t_stop = time.perf_counter()
     ecs.stop_task(cluster=cluster, task=arn, reason="benchmark round done")
     while ecs.describe_tasks(cluster=cluster, tasks=[arn])["tasks"][0]["lastStatus"] != "STOPPED":
@@ -90,7 +99,7 @@ def galley_round(ecs: Any, cluster: str, td_arn: str) -> dict[str, Any]:
             raise RuntimeError(f"task {arn} not STOPPED 60 s after StopTask")
         time.sleep(0.05)
     return {"latency": t1 - t0, "run_task_call": t_run - t0, "server": server, "polls": polls,
-            "stop": time.perf_counter() - t_stop}
+            "stop": time.perf_counter() - t_stop, **phases}
 
 
 # ---- Docker baseline --------------------------------------------------------------------------
@@ -146,6 +155,8 @@ def main() -> int:
         parser.error("--rounds must be 1..1000 and --warmup 0..100")
     terminate_on_signals()
     began = time.perf_counter()
+    load_before = machine_load()
+    print(load_note(load_before), flush=True)
     client = docker.from_env()
     client.images.get(BUSYBOX)  # fail early if the test image is missing
     run_id = uuid.uuid4().hex[:8]
@@ -171,37 +182,43 @@ def main() -> int:
                       f"(server {g['server'] * 1000:6.0f} ms, {g['polls']:3d} polls)   "
                       f"docker {d['latency'] * 1000:7.1f} ms", flush=True)
     finally:
-        old = None
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip this
         try:
-            import signal
-            old = signal.signal(signal.SIGINT, signal.SIG_IGN)
             remove_labelled(client, run_id)
         finally:
-            if old is not None:
-                signal.signal(signal.SIGINT, old)
+            signal.signal(signal.SIGINT, old)
 
     g = summary([r["latency"] * 1000 for r in galley_rounds])
     gs = summary([r["server"] * 1000 for r in galley_rounds])
     gc = summary([r["run_task_call"] * 1000 for r in galley_rounds])
     d = summary([r["latency"] * 1000 for r in docker_rounds])
+    ph = {k: summary([r[k] * 1000 for r in galley_rounds if k in r])
+          for k in ("pickup", "sandbox", "containers")}
     print()
     print(f"RunTask -> RUNNING, 2 x busybox awsvpc FARGATE task, {args.rounds} rounds "
           f"({args.warmup} warm-up), times in ms")
-    print_table(["side", "median", "p90", "max", "min"], [
+    cols = ("median", "p90", "max", "min")
+    print_table(["side", *cols], [
         ["galley (client, 10 ms polls)", g["median"], g["p90"], g["max"], g["min"]],
         ["  galley createdAt->startedAt", gs["median"], gs["p90"], gs["max"], gs["min"]],
+        ["    agent pickup (->pullStartedAt)", *(ph["pickup"][k] for k in cols)],
+        ["    image+sandbox (->connectivityAt)", *(ph["sandbox"][k] for k in cols)],
+        ["    containers (->startedAt)", *(ph["containers"][k] for k in cols)],
         ["  galley RunTask call alone", gc["median"], gc["p90"], gc["max"], gc["min"]],
         ["docker SDK (bridge + container:)", d["median"], d["p90"], d["max"], d["min"]],
     ])
     ratio = g["median"] / d["median"]
     elapsed = time.perf_counter() - began
-    print(f"elapsed {elapsed:.1f} s")
+    load_after = machine_load()
+    print(f"elapsed {elapsed:.1f} s; {load_note(load_after)}")
     print(f"ratio galley/docker (median): {ratio:.2f} (target <= {TARGET})")
     if args.json:
         emit_json({"benchmark": "run_task_latency", "rounds": args.rounds, "warmup": args.warmup,
-                   "galley_ms": g, "galley_server_ms": gs, "galley_run_task_call_ms": gc,
+                   "galley_ms": g, "galley_server_ms": gs, "galley_phases_ms": ph,
+                   "galley_run_task_call_ms": gc,
                    "docker_ms": d, "ratio_median": ratio, "target": TARGET,
                    "meets_target": ratio <= TARGET, "elapsed_s": elapsed,
+                   "load_before": load_before, "load_after": load_after,
                    "galley_rounds": galley_rounds, "docker_rounds": docker_rounds})
     return 0
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import botocore.session
@@ -252,7 +252,6 @@ class Probe:
     operation: str
     body: Any  # JSON-able or raw bytes
     check: Check
-    mutates_ok: bool = field(default=False)
 
 
 def expect_error(codes: set[str] | str, message: str | None = None,
@@ -546,8 +545,19 @@ def snapshot(ecs: Any) -> dict[str, Any]:
                                                                  desiredStatus=desired):
                 found += page["taskArns"]
             tasks[f"{arn} {desired}"] = sorted(found)
-    return {"clusters": sorted(clusters), "families": sorted(families),
+    snap = {"clusters": sorted(clusters), "families": sorted(families),
             "task_definitions": {k: sorted(v) for k, v in defs.items()}, "tasks": tasks}
+    # Operations added since this sweep was written: their resources must not change either.
+    for operation, paginator, key in (("ListServices", "list_services", "serviceArns"),
+                                      ("ListContainerInstances", "list_container_instances",
+                                       "containerInstanceArns")):
+        if operation in OPERATIONS:
+            for arn in sorted(clusters):
+                found = []
+                for page in ecs.get_paginator(paginator).paginate(cluster=arn):
+                    found += page[key]
+                snap[f"{key} {arn}"] = sorted(found)
+    return snap
 
 
 def assert_healthy(galley: GalleyProcess) -> None:
@@ -634,9 +644,20 @@ def test_null_optional_member_is_treated_as_absent(ctx: Ctx, galley: GalleyProce
         if nulled.status >= 400:
             assert not error_shape_problems(nulled), nulled
     finally:
+        _undo_created_service(ecs, operation, absent, nulled)
         _drop_cluster(ecs, "badinput-null-probe")
         if not had_default:
             _drop_cluster(ecs, "default")
+
+
+def _undo_created_service(ecs: Any, operation: str, *replies: Reply) -> None:
+    if operation != "CreateService":
+        return
+    for reply in replies:
+        if reply.status == 200 and isinstance(reply.doc, dict) and "service" in reply.doc:
+            service = reply.doc["service"]
+            ecs.delete_service(cluster=service["clusterArn"], service=service["serviceArn"],
+                               force=True)
 
 
 def _cluster_is_active(ecs: Any, name: str) -> bool:
@@ -694,6 +715,7 @@ def test_empty_items_never_cause_a_server_error(ctx: Ctx, galley: GalleyProcess,
         if reply.status >= 400:
             assert not error_shape_problems(reply), reply
     finally:
+        _undo_created_service(ecs, operation, reply)
         _drop_cluster(ecs, "badinput-empty-items")
         if not had_default:
             _drop_cluster(ecs, "default")
@@ -703,6 +725,50 @@ def test_empty_items_never_cause_a_server_error(ctx: Ctx, galley: GalleyProcess,
         if operation == "UpdateCluster" or operation == "UpdateClusterSettings":
             ecs.update_cluster_settings(cluster=EXISTING_CLUSTER, settings=[
                 {"name": "containerInsights", "value": "disabled"}])
+    assert_healthy(galley)
+
+
+def _nested_null_cases() -> list[Any]:
+    net = {"awsvpcConfiguration": {"subnets": ["subnet-12345"], "securityGroups": None,
+                                   "assignPublicIp": None}}
+    return [
+        pytest.param("TagResource", {"resourceArn": "<existing-cluster>",
+                                     "tags": [{"key": "k", "value": None}]}, id="tag-value"),
+        pytest.param("CreateCluster", {"clusterName": "badinput-nested-null",
+                                       "settings": [{"name": "containerInsights",
+                                                     "value": None}]}, id="cluster-setting"),
+        pytest.param("RegisterTaskDefinition", {
+            "family": "badinput-nested-null",
+            "containerDefinitions": [{"name": "app", "image": BUSYBOX, "memory": 64,
+                                      "command": None, "environment": None,
+                                      "portMappings": None, "essential": None}]},
+            id="container-definition"),
+        pytest.param("RunTask", {"cluster": EXISTING_CLUSTER, "taskDefinition": "<existing-td>",
+                                 "launchType": "FARGATE", "networkConfiguration": net,
+                                 "overrides": {"containerOverrides": [
+                                     {"name": "app", "command": None, "environment": None}]}},
+                     id="run-task-overrides"),
+    ]
+
+
+@pytest.mark.parametrize(("operation", "body"), _nested_null_cases())
+def test_nested_nulls_never_cause_a_server_error(ctx: Ctx, galley: GalleyProcess,
+                                                 operation: str, body: dict[str, Any]) -> None:
+    """Null members inside structures mean "absent" too (the model says so)."""
+    text = json.dumps(body).replace('"<existing-cluster>"', json.dumps(ctx.existing_cluster_arn))
+    text = text.replace('"<existing-td>"', json.dumps(ctx.existing_td_arn))
+    ecs = galley.client()
+    reply = call(ctx.endpoint, operation, json.loads(text))
+    try:
+        assert reply.status < 500, f"{operation} {text} -> {reply!r}"
+        if reply.status >= 400:
+            assert not error_shape_problems(reply), reply
+    finally:
+        if reply.status == 200 and operation == "RunTask":
+            for task in reply.doc.get("tasks", []):
+                ecs.stop_task(cluster=EXISTING_CLUSTER, task=task["taskArn"])
+        _drop_cluster(ecs, "badinput-nested-null")
+        ecs.untag_resource(resourceArn=ctx.existing_cluster_arn, tagKeys=["k"])
     assert_healthy(galley)
 
 

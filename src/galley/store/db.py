@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 
 from galley.store.schema import metadata
 
@@ -52,6 +52,7 @@ class Store:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         metadata.create_all(self.engine)
+        add_missing_columns(self.engine)
         self._write_lock = threading.Lock()
         # Bumped when tasks' desired state changes (agents wake) or actual state changes
         # (controllers and waiters wake).
@@ -80,3 +81,24 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def add_missing_columns(engine: Engine) -> None:
+    """Bring a data directory made by an older Galley up to the current schema.
+
+    Schema changes so far only add tables (create_all makes them) and columns with defaults,
+    which this adds in place; anything else would need a real migration step here.
+    """
+    existing = inspect(engine)
+    with engine.begin() as conn:
+        for table in metadata.sorted_tables:
+            have = {c["name"] for c in existing.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in have:
+                    continue
+                default = column.default.arg if column.default is not None else None
+                ddl = f"ALTER TABLE {table.name} ADD COLUMN {column.name} " \
+                      f"{column.type.compile(engine.dialect)}"
+                if default is not None:
+                    ddl += f" NOT NULL DEFAULT {int(default)}"
+                conn.execute(text(ddl))
