@@ -93,7 +93,8 @@ def _serve(args: argparse.Namespace, with_fargate: bool) -> int:
     if client is not None:
         agent = Agent(LocalControlPlane(app, FARGATE_AGENT_ID),
                       f"{installation_id(settings.data_dir)}-{FARGATE_AGENT_ID}",
-                      docker_client=client, resync_seconds=settings.resync_seconds)
+                      docker_client=client, resync_seconds=settings.resync_seconds,
+                      sandbox_pool_size=int(os.environ.get("GALLEY_SANDBOX_POOL", 2)))
         threads.append(threading.Thread(target=agent.run, args=(stop,), name="agent",
                                         daemon=True))
     for t in threads:

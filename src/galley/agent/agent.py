@@ -22,6 +22,7 @@ import docker.errors
 from galley.agent import docker_config as dc
 from galley.agent.control_plane import ControlPlane
 from galley.agent.sandbox_image import ensure_sandbox_image
+from galley.agent.sandbox_pool import SandboxPool
 from galley.agent.task_runner import TaskRunner
 
 log = logging.getLogger("galley.agent")
@@ -33,7 +34,7 @@ class Agent:
     def __init__(self, control: ControlPlane, agent_id: str, *,
                  docker_client: docker.DockerClient | None = None,
                  resync_seconds: float = 5.0, container_retention: float = 600.0,
-                 awsvpc_network: str = "bridge") -> None:
+                 awsvpc_network: str = "bridge", sandbox_pool_size: int = 2) -> None:
         self.control = control
         self.agent_id = agent_id
         self.docker = docker_client or docker.from_env(max_pool_size=32)
@@ -41,6 +42,8 @@ class Agent:
         self.container_retention = container_retention
         self.awsvpc_network = awsvpc_network
         self.sandbox_image = ""
+        self.sandbox_pool_size = sandbox_pool_size
+        self.sandbox_pool = SandboxPool(self.docker, agent_id, "", awsvpc_network, 0)
         self.runners: dict[str, TaskRunner] = {}
         self.finished: dict[str, float] = {}  # task ARN -> when its runner ended
         self._lock = threading.Lock()
@@ -53,6 +56,9 @@ class Agent:
         """Reconcile until `stop` is set. Containers are left running for the next start."""
         self._stop = stop or self._stop
         self.sandbox_image = ensure_sandbox_image(self.docker)
+        self.sandbox_pool = SandboxPool(self.docker, self.agent_id, self.sandbox_image,
+                                        self.awsvpc_network, self.sandbox_pool_size)
+        self.sandbox_pool.start(self._stop)
         events = threading.Thread(target=self._events_loop, daemon=True, name="docker-events")
         events.start()
         version = 0
@@ -95,9 +101,13 @@ class Agent:
             arn for arn, at in self.finished.items() if now - at < self.container_retention}
         for arn in [a for a, at in self.finished.items() if now - at >= self.container_retention]:
             del self.finished[arn]
+        sandbox_names = {"/" + dc.sandbox_name(r.spec) for r in self.runners.values()}
         for summary in self.docker.api.containers(all=True, filters={"label": self._label}):
-            arn = (summary.get("Labels") or {}).get(dc.LABEL_TASK)
-            if arn in keep:
+            labels = summary.get("Labels") or {}
+            names = set(summary.get("Names") or [])
+            if labels.get(dc.LABEL_TASK) in keep or names & sandbox_names:
+                continue
+            if any(map(self.sandbox_pool.owns, names)):
                 continue
             try:
                 self.docker.api.remove_container(summary["Id"], force=True, v=False)

@@ -156,6 +156,12 @@ class TaskRunner:
             if state is not None:
                 state.id = summary["Id"]
                 self._refresh(state)
+        if self.sandbox_id is None and self.spec.network_mode == "awsvpc":
+            try:  # a sandbox that came from the pool carries the task's name, not its labels
+                self.sandbox_id = self.docker.api.inspect_container(
+                    dc.sandbox_name(self.spec))["Id"]
+            except docker.errors.NotFound:
+                pass
         for state in self.containers.values():
             if state.status == "STOPPED" and state.essential and state.started:
                 self._set_stop(ESSENTIAL_EXITED, "EssentialContainerExited")
@@ -208,7 +214,8 @@ class TaskRunner:
         report["pullStoppedAt"] = time.time()
         self._ensure_volumes()
         if self.spec.network_mode == "awsvpc":
-            self.sandbox_id = self.sandbox_id or self._create(self._sandbox_kwargs())
+            self.sandbox_id = self.sandbox_id or self._pooled_sandbox() or \
+                self._create(self._sandbox_kwargs())
             # The sandbox starts while the task's containers are created (they only need its id).
             with ThreadPoolExecutor(max_workers=2) as pool:
                 sandbox = pool.submit(self._start_sandbox)
@@ -241,6 +248,12 @@ class TaskRunner:
         return dc.sandbox_kwargs(self.spec, agent_id=self.agent.agent_id,
                                  image=self.agent.sandbox_image,
                                  network=self.agent.awsvpc_network)
+
+    def _pooled_sandbox(self) -> str | None:
+        # A shareable IPC namespace (ipcMode task) must be asked for when the sandbox is made.
+        if self.spec.ipc_mode == "task":
+            return None
+        return self.agent.sandbox_pool.take(dc.sandbox_name(self.spec))
 
     def _start_sandbox(self) -> dict[str, Any]:
         """Start the container holding the task's network namespace; its address is the ENI."""

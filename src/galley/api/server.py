@@ -75,6 +75,7 @@ class Router:
             except ValueError as e:
                 raise ApiError("SerializationException", f"Malformed JSON body: {e}") from None
             service.model.validate_input(operation, params)
+            params = without_nulls(params)
             handler = service.handlers.get(operation)
             if handler is None:
                 raise ApiError(
@@ -90,6 +91,15 @@ class Router:
             log.exception("request %s failed", request_id)
             return 500, {"__type": "ServerException", "message": "Internal server error."}, \
                 request_id
+
+
+def without_nulls(value: Any) -> Any:
+    """The request with JSON nulls dropped: AWS treats a null member exactly as an absent one."""
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value if v is not None]
+    return value
 
 
 class _HttpHandler(BaseHTTPRequestHandler):

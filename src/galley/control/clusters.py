@@ -99,6 +99,7 @@ def create_cluster(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[st
         )
     tag_list = params.get("tags", [])
     tags.validate(tag_list)
+    _check_settings(params.get("settings", []))
     arn = scope.cluster_arn(name)
     with app.store.write() as conn:
         row = conn.execute(
@@ -163,6 +164,7 @@ def list_clusters(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[str
 def update_cluster(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[str, Any]:
     with app.store.write() as conn:
         doc = get_active(conn, scope, params["cluster"])
+        _check_settings(params.get("settings", []))
         for key in ("settings", "configuration", "serviceConnectDefaults"):
             if key in params:
                 doc[key] = (
@@ -177,6 +179,12 @@ def update_cluster_settings(app: Galley, scope: Scope, params: dict[str, Any]) -
     return update_cluster(
         app, scope, {"cluster": params["cluster"], "settings": params["settings"]}
     )
+
+
+def _check_settings(settings: list[dict[str, str]]) -> None:
+    for item in settings:
+        if item.get("name") != "containerInsights" or "value" not in item:
+            raise invalid_parameter("Cluster settings need name 'containerInsights' and a value.")
 
 
 def _merge_settings(

@@ -86,6 +86,8 @@ def register_container_instance(app: Galley, scope: Scope, params: dict[str, Any
         except ValueError:
             raise invalid_parameter("instanceIdentityDocument is not valid JSON.") from None
     resources = params.get("totalResources", [])
+    if any("name" not in r for r in resources):
+        raise invalid_parameter("Each totalResources entry needs a name.")
     names = {r["name"] for r in resources}
     if not {"CPU", "MEMORY"} <= names:
         raise invalid_parameter("totalResources must include CPU and MEMORY.")
