@@ -7,7 +7,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from .conftest import BUSYBOX, register_fargate, run_fargate, wait_task_status
+from .conftest import BUSYBOX, register_fargate, run_fargate, wait_for, wait_task_status
 from .galley_process import GalleyProcess
 
 
@@ -18,8 +18,16 @@ def own_galley(tmp_path: Path, docker_client: docker.DockerClient):  # type: ign
     proc.cleanup()
 
 
-def containers_of(docker_client: docker.DockerClient, task_arn: str) -> list[docker.models.containers.Container]:
-    return docker_client.containers.list(all=True, filters={"label": f"galley.task-arn={task_arn}"})
+def containers_of(docker_client: docker.DockerClient, task_arn: str
+                  ) -> list[docker.models.containers.Container]:
+    """The task's containers and its awsvpc sandbox (which may have come from the warm pool,
+    so it is found by its name rather than by the task label)."""
+    found = {c.id: c for c in docker_client.containers.list(
+        all=True, filters={"label": f"galley.task-arn={task_arn}"})}
+    sandbox = f"galley-{task_arn.rsplit('/', 1)[1][:12]}-sandbox"
+    for c in docker_client.containers.list(all=True, filters={"name": sandbox}):
+        found[c.id] = c
+    return list(found.values())
 
 
 def test_restart_readopts_running_tasks_and_reports_deaths(
@@ -28,6 +36,11 @@ def test_restart_readopts_running_tasks_and_reports_deaths(
     ecs.create_cluster(clusterName="restart")
     sleeper = {"image": BUSYBOX, "command": ["sleep", "3600"], "stopTimeout": 2}
     td = register_fargate(ecs, "restart-app", [{"name": "a", **sleeper}, {"name": "b", **sleeper}])
+    # Let the warm sandbox pool fill, so the re-adopted task's sandbox is a pooled one.
+    install = (own_galley.data_dir / "installation-id").read_text().strip()
+    pool = {"label": f"galley.agent={install}-fargate", "name": "galley-pool-",
+            "status": "running"}
+    wait_for(lambda: len(docker_client.containers.list(filters=pool)) >= 2)
     keep = run_fargate(ecs, "restart", td, tags=[{"key": "team", "value": "kitchen"}])["taskArn"]
     doomed = run_fargate(ecs, "restart", td)["taskArn"]
     before = wait_task_status(ecs, "restart", keep, "RUNNING")
