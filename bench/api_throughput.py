@@ -34,8 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from botocore.config import Config
-
 from _common import (
     ACCESS_KEY,
     BUSYBOX,
@@ -50,6 +48,7 @@ from _common import (
     print_table,
     terminate_on_signals,
 )
+from botocore.config import Config
 
 RPS_TARGET = 5.0
 OPERATIONS = ("DescribeClusters", "ListTasks", "DescribeTasks")

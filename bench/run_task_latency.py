@@ -23,7 +23,6 @@ from typing import Any
 
 import docker
 import docker.errors
-
 from _common import (
     BUSYBOX,
     emit_json,

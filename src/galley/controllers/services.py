@@ -31,22 +31,30 @@ T = s.tasks
 def run(app: Galley, stop: threading.Event, period: float = 0.5) -> None:
     version = 0
     while not stop.is_set():
+        wake_at = None
         try:
-            reconcile_all(app)
+            wake_at = reconcile_all(app)
         except Exception:
             log.exception("service reconcile failed")
-        version = app.store.actual_changed.wait(version, period)
+        timeout = period if wake_at is None else min(period, max(0.0, wake_at - now()))
+        version = app.store.actual_changed.wait(version, timeout)
 
 
-def reconcile_all(app: Galley) -> None:
+def reconcile_all(app: Galley) -> float | None:
+    """Reconcile every live service; return the earliest time one wants another look."""
     with app.store.read() as conn:
         arns = [r.arn for r in conn.execute(select(services.SVC.c.arn).where(
             services.SVC.c.status != "INACTIVE"))]
+    wakes = []
     for arn in arns:
         try:
-            reconcile(app, arn)
+            wake_at = reconcile(app, arn)
         except Exception:
             log.exception("reconciling %s failed", arn)
+            continue
+        if wake_at is not None:
+            wakes.append(wake_at)
+    return min(wakes, default=None)
 
 
 def _views(conn: Connection, service: dict[str, Any]) -> list[TaskView]:
@@ -72,15 +80,16 @@ def _decide(app: Galley, conn: Connection, doc: dict[str, Any], at: float) -> tu
     return plan, bool(plan.start or plan.stop or plan.changed or added)
 
 
-def reconcile(app: Galley, arn: str) -> None:
+def reconcile(app: Galley, arn: str) -> float | None:
+    """One step for one service; returns when time alone would change its next decision."""
     at = now()
     with app.store.read() as conn:
         row = conn.execute(select(services.SVC.c.doc).where(services.SVC.c.arn == arn)).first()
         if row is None:
-            return
-        _, busy = _decide(app, conn, copy.deepcopy(loads(row.doc)), at)
+            return None
+        plan, busy = _decide(app, conn, copy.deepcopy(loads(row.doc)), at)
     if not busy:
-        return
+        return plan.wake_at
     with app.store.write() as conn:
         row = conn.execute(select(services.SVC.c.doc).where(services.SVC.c.arn == arn)).first()
         doc = loads(row.doc)
@@ -90,6 +99,7 @@ def reconcile(app: Galley, arn: str) -> None:
         services.save(conn, doc)
     if plan.start or plan.stop:
         app.store.desired_changed.bump()
+    return plan.wake_at
 
 
 def _apply(app: Galley, conn: Connection, service: dict[str, Any], plan: Plan, at: float

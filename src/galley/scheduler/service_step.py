@@ -56,6 +56,7 @@ class Plan:
     stop: list[tuple[str, str]] = field(default_factory=list)  # (task ARN, stoppedReason)
     events: list[str] = field(default_factory=list)
     changed: bool = False  # the service document itself changed
+    wake_at: float | None = None  # when time alone will change the decision (settle, backoff)
 
 
 def max_tasks(desired: int, maximum_percent: int) -> int:
@@ -99,6 +100,11 @@ def step(service: dict[str, Any], tasks: list[TaskView], now: float, settings: S
 
     live = [t for t in tasks if t.live]
     healthy = {t.arn for t in live if is_healthy(t, now, settings)}
+    wakes = [t.started_at + settings.settle_seconds for t in live
+             if t.started_at is not None and not t.has_health_check and t.arn not in healthy]
+    if service.get("_nextLaunchAt", 0) > now:
+        wakes.append(service["_nextLaunchAt"])
+    plan.wake_at = min(wakes, default=None)
 
     # Replace tasks that failed their health checks (ignored during the grace period).
     for t in live:
