@@ -86,6 +86,7 @@ class TaskRunner:
         self.sandbox_id: str | None = None
         self.stop_reason: str | None = None
         self.stop_code: str | None = None
+        self.execution_stopped_at: float | None = None
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._main, daemon=True,
                                        name=f"task-{self.spec.task_id[:8]}")
@@ -137,6 +138,8 @@ class TaskRunner:
     def _set_stop(self, reason: str, code: str) -> None:
         if self.stop_reason is None:
             self.stop_reason, self.stop_code = reason, code
+            # Execution stopped now (an essential exit, a failed start), not after the teardown.
+            self.execution_stopped_at = time.time()
 
     def _report(self, report: dict[str, Any]) -> None:
         self.agent.control.report({"taskArn": self.arn, **report})
@@ -440,8 +443,8 @@ class TaskRunner:
             if state.status != "STOPPED":
                 state.status = "STOPPED"
         final: dict[str, Any] = {"lastStatus": "STOPPED", "executionStoppedAt": time.time(),
-                                 "containers": [c.change() for c in self.containers.values()],
-                                 **self._reason()}
+                                 "containers": [c.change() for c in self.containers.values()]}
+        final.update(self._reason())
         if self.sandbox_id is not None:
             self._report({"lastStatus": "DEPROVISIONING"})
             try:
@@ -455,7 +458,8 @@ class TaskRunner:
     def _reason(self) -> dict[str, Any]:
         if self.stop_reason is None:
             return {}
-        return {"stoppedReason": self.stop_reason, "stopCode": self.stop_code}
+        return {"stoppedReason": self.stop_reason, "stopCode": self.stop_code,
+                "executionStoppedAt": self.execution_stopped_at}
 
     def _stop_waves(self) -> list[list[ContainerState]]:
         """Containers grouped so that dependents stop before what they depend on."""

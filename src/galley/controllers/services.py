@@ -19,6 +19,7 @@ from galley.app import Galley
 from galley.arns import Scope
 from galley.control import services, tags, tasks
 from galley.control.common import now
+from galley.control.task_docs import RANK
 from galley.errors import ApiError
 from galley.scheduler.service_step import Plan, TaskView, add_events, step, task_stopped
 from galley.store import schema as s
@@ -173,7 +174,9 @@ def on_task_report(app: Galley) -> Any:
     """A REPORT_HOOK: feed each stopped service task to the breaker and the launch backoff."""
 
     def hook(conn: Connection, doc: dict[str, Any], previous: str) -> None:
-        if doc["lastStatus"] != "STOPPED" or previous == "STOPPED":
+        # Account once, as soon as the task starts stopping: the backoff must be in place
+        # before the scheduler launches the replacement.
+        if RANK[doc["lastStatus"]] < RANK["DEACTIVATING"] or RANK[previous] >= RANK["DEACTIVATING"]:
             return
         group = doc.get("group", "")
         if not group.startswith("service:"):
@@ -192,10 +195,9 @@ def on_task_report(app: Galley) -> Any:
         spec = loads(task_row.spec)
         checked = any(c.get("essential", True) and c.get("healthCheck")
                       for c in spec["containers"])
-        ran_for = (doc.get("executionStoppedAt") or doc.get("stoppedAt", 0)) - \
-            doc.get("startedAt", doc.get("stoppedAt", 0))
-        healthy = bool(task_row.ever_healthy) if checked else (
-            "startedAt" in doc and ran_for >= settings.settle_seconds)
+        stopped_at = doc.get("executionStoppedAt") or doc.get("stoppingAt") or now()
+        ran_for = stopped_at - doc["startedAt"] if "startedAt" in doc else 0.0
+        healthy = bool(task_row.ever_healthy) if checked else ran_for >= settings.settle_seconds
         events = task_stopped(
             service, doc.get("startedBy", ""), became_healthy=healthy,
             health_failure=doc.get("stoppedReason") == "Task failed container health checks",

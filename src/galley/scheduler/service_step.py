@@ -135,7 +135,6 @@ def step(service: dict[str, Any], tasks: list[TaskView], now: float, settings: S
 
     # Stop old-deployment tasks: those that never got RUNNING freely; RUNNING ones only while
     # the healthy count stays at or above the floor (a RUNNING task still settling waits).
-    started = sum(plan.start.values())
     spare = len(healthy) - floor
     reason = f"Scaling activity initiated by (deployment {primary['id']})"
     for t in sorted(old_tasks, key=lambda t: (t.last_status == "RUNNING", t.created_at)):
@@ -153,8 +152,9 @@ def step(service: dict[str, Any], tasks: list[TaskView], now: float, settings: S
         for t in order[:extra]:
             plan.stop.append((t.arn, f"Scaling activity initiated by (deployment {primary['id']})"))
 
-    stopped_now = {arn for arn, _ in plan.stop}
-    if old_tasks and want > 0 and not started and not stopped_now & {t.arn for t in old_tasks}:
+    # Only the bounds themselves can deadlock a rollout: no room above desiredCount to start a
+    # new task and no room below it to stop an old one (e.g. desired 1, max 100, min 100).
+    if old_tasks and want > 0 and ceiling <= desired and floor >= desired:
         plan.events.append(
             f"service {name} was unable to stop or start tasks during a deployment because of "
             "the service deployment configuration. Update the minimumHealthyPercent or "
@@ -172,18 +172,18 @@ def _finish(service: dict[str, Any], plan: Plan, tasks: list[TaskView],
     deployments = service["deployments"]
     primary = deployments[0]
     stopping = {arn for arn, _ in plan.stop}
-    # An old deployment stays listed until its last task has actually STOPPED.
-    unfinished = {t.deployment_id for t in tasks}
-    kept = [primary] + [d for d in deployments[1:] if d["id"] in unfinished]
-    if len(kept) != len(deployments):
-        plan.changed = True
-    service["deployments"] = kept
     if service["status"] == "DRAINING" and not tasks:
         service["status"] = "INACTIVE"
         plan.changed = True
     primary_healthy = [t for t in by_deployment.get(primary["id"], [])
                        if t.arn in healthy and t.arn not in stopping]
-    done = len(kept) == 1 and len(primary_healthy) == desired and not plan.start
+    old_unfinished = any(t.deployment_id != primary["id"] for t in tasks)
+    done = len(primary_healthy) == desired and not plan.start and not old_unfinished
+    # Superseded deployments (a FAILED one too) stay listed until the PRIMARY is whole and
+    # their last task has STOPPED; then they go, which is what ServicesStable waits for.
+    if done and len(deployments) > 1:
+        service["deployments"] = [primary]
+        plan.changed = True
     if done and primary.get("rolloutState") == "IN_PROGRESS":
         primary["rolloutState"] = "COMPLETED"
         primary["rolloutStateReason"] = f"ECS deployment {primary['id']} completed."
