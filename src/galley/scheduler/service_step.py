@@ -102,6 +102,8 @@ def step(service: dict[str, Any], tasks: list[TaskView], now: float, settings: S
     healthy = {t.arn for t in live if is_healthy(t, now, settings)}
     wakes = [t.started_at + settings.settle_seconds for t in live
              if t.started_at is not None and not t.has_health_check and t.arn not in healthy]
+    wakes += [t.started_at + grace for t in live if t.health_status == "UNHEALTHY"
+              and t.started_at is not None and now < t.started_at + grace]
     if service.get("_nextLaunchAt", 0) > now:
         wakes.append(service["_nextLaunchAt"])
     plan.wake_at = min(wakes, default=None)
@@ -138,7 +140,7 @@ def step(service: dict[str, Any], tasks: list[TaskView], now: float, settings: S
     spare = len(healthy) - floor
     reason = f"Scaling activity initiated by (deployment {primary['id']})"
     for t in sorted(old_tasks, key=lambda t: (t.last_status == "RUNNING", t.created_at)):
-        if t.last_status == "RUNNING":
+        if t.last_status == "RUNNING" and desired > 0:
             if t.arn not in healthy or spare <= 0:
                 continue
             spare -= 1
@@ -184,7 +186,7 @@ def _finish(service: dict[str, Any], plan: Plan, tasks: list[TaskView],
     if done and len(deployments) > 1:
         service["deployments"] = [primary]
         plan.changed = True
-    if done and primary.get("rolloutState") == "IN_PROGRESS":
+    if done and primary.get("rolloutState") == "IN_PROGRESS" and service["status"] == "ACTIVE":
         primary["rolloutState"] = "COMPLETED"
         primary["rolloutStateReason"] = f"ECS deployment {primary['id']} completed."
         primary["updatedAt"] = now
@@ -223,7 +225,7 @@ def task_stopped(service: dict[str, Any], deployment_id: str, became_healthy: bo
         n = service.get("_launchFailures", 0) + 1
         service["_launchFailures"] = n
         delay = min(settings.backoff_base_seconds * 2 ** (n - 1), settings.backoff_max_seconds)
-        service["_nextLaunchAt"] = now + delay if n >= 2 else 0
+        service["_nextLaunchAt"] = now + delay
         if n == BACKOFF_EVENT_AFTER:
             events.append(f"(service {name}) is unable to consistently start tasks successfully. "
                           "For more information, see the Troubleshooting section of the Amazon "
@@ -243,7 +245,9 @@ def task_stopped(service: dict[str, Any], deployment_id: str, became_healthy: bo
     events.append(f"(service {name}) (deployment {deployment['id']}) deployment failed: tasks "
                   "failed to start.")
     last_good = service.get("_lastCompleted")
-    if breaker.get("rollback") and last_good and last_good["id"] != deployment["id"]:
+    # A deployment of the last good task definition (a rollback) is not rolled back again.
+    if breaker.get("rollback") and last_good and \
+            last_good["taskDefinition"] != deployment["taskDefinition"]:
         rollback = new_deployment(new_deployment_id, last_good["taskDefinition"], service, now)
         rollback["rolloutStateReason"] = (
             f"ECS deployment circuit breaker: rolling back to deploymentId {last_good['id']}.")
@@ -281,12 +285,14 @@ def new_deployment(deployment_id: str, task_definition: str, service: dict[str, 
 
 def add_events(service: dict[str, Any], messages: list[str], now: float, new_id: Any,
                dedupe_seconds: float = 6 * 3600, cap: int = 100) -> bool:
-    """Prepend events newest first; an identical message within `dedupe_seconds` is skipped."""
+    """Prepend events newest first, capped; a message repeating the newest event within
+    `dedupe_seconds` is skipped (so "steady state" is said again after each new rollout or
+    replacement, but not on every tick in between)."""
     events = service.setdefault("events", [])
     added = False
     for message in messages:
-        if any(e["message"] == message and now - e["createdAt"] < dedupe_seconds
-               for e in events):
+        if events and events[0]["message"] == message and \
+                now - events[0]["createdAt"] < dedupe_seconds:
             continue
         events.insert(0, {"id": str(new_id()), "createdAt": now, "message": message})
         added = True
