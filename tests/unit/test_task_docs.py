@@ -34,7 +34,7 @@ def make(network_mode: str = "awsvpc", overrides: dict[str, Any] | None = None,
                     task_def=task_def(network_mode, **container), launch_type="FARGATE",
                     overrides=overrides or {}, group="family:web", started_by="me",
                     network_configuration={"awsvpcConfiguration": {"subnets": ["subnet-9"]}},
-                    capacity_provider=None, tags=[], created_at=100.0)
+                    capacity_provider=None, created_at=100.0)
 
 
 def test_new_awsvpc_task_looks_like_ecs() -> None:

@@ -7,7 +7,6 @@ AWS-shaped 4xx; anything else is logged and answered as a 500 ServerException.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -15,10 +14,13 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import orjson
+
 from galley.api import sigv4
 from galley.api.model import ServiceModel
 from galley.arns import Scope
 from galley.errors import ApiError
+from galley.jsondoc import encode_body
 
 log = logging.getLogger("galley.api")
 
@@ -71,7 +73,7 @@ class Router:
             if service is None or operation not in service.model.operation_names:
                 raise ApiError("UnknownOperationException", f"Unknown operation {target!r}.")
             try:
-                params = json.loads(body) if body.strip() else {}
+                params = orjson.loads(body) if body.strip() else {}
             except ValueError as e:
                 raise ApiError("SerializationException", f"Malformed JSON body: {e}") from None
             service.model.validate_input(operation, params)
@@ -137,8 +139,7 @@ class _HttpHandler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         path, _, query = self.path.partition("?")
         status, doc, request_id = self.server.router.handle("POST", path, query, self.headers, body)
-        payload = json.dumps(doc, separators=(",", ":")).encode()
-        self._send(status, payload, "application/x-amz-json-1.1", request_id)
+        self._send(status, encode_body(doc), "application/x-amz-json-1.1", request_id)
 
 
 class GalleyHTTPServer(ThreadingHTTPServer):

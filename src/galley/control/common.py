@@ -53,6 +53,20 @@ def paginate(
     return page, encode_token(start + limit) if more else None
 
 
+def paginate_query(conn: Any, query: Any, params: dict[str, Any], default: int = 100,
+                   maximum: int = 100) -> tuple[list[Any], str | None]:
+    """One page of an ordered SELECT, fetched with OFFSET/LIMIT in the database."""
+    limit = page_limit(params, default, maximum)
+    start = 0
+    if params.get("nextToken"):
+        start = decode_token(params["nextToken"])
+        if not isinstance(start, int) or start < 0:
+            raise invalid_parameter("Invalid nextToken.")
+    rows = conn.execute(query.offset(start).limit(limit + 1)).all()
+    more = len(rows) > limit
+    return rows[:limit], encode_token(start + limit) if more else None
+
+
 def with_token(result: dict[str, Any], token: str | None) -> dict[str, Any]:
     if token:
         result["nextToken"] = token

@@ -63,7 +63,6 @@ def new_task(
     started_by: str | None,
     network_configuration: dict[str, Any] | None,
     capacity_provider: str | None,
-    tags: list[dict[str, str]],
     created_at: float,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(doc, spec) for a new task, lastStatus PROVISIONING (awsvpc) or PENDING."""
@@ -117,7 +116,6 @@ def new_task(
         "availabilityZone": f"{scope.region}a",
         "healthStatus": "UNKNOWN",
         "enableExecuteCommand": False,
-        "tags": tags,
     }
     if cpu is not None:
         doc["cpu"] = str(cpu)

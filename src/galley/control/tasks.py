@@ -17,10 +17,11 @@ from galley import arns
 from galley.app import FARGATE_AGENT_ID, Galley
 from galley.arns import Scope
 from galley.control import clusters, tags, taskdefs
-from galley.control.common import now, paginate, with_token
+from galley.control.common import now, paginate_query, with_token
 from galley.control.task_docs import apply_report, new_task
 from galley.control.taskdef_rules import check_launch_type
 from galley.errors import ApiError, invalid_parameter
+from galley.jsondoc import RawJson
 from galley.store import schema as s
 from galley.store.db import dumps, loads
 
@@ -157,12 +158,12 @@ def launch_tasks(conn: Connection, scope: Scope, cluster: dict[str, Any],
             scope, cluster_arn=cluster["clusterArn"], cluster_name=cluster["clusterName"],
             task_def=task_def, launch_type=launch_type, overrides=overrides, group=group,
             started_by=started_by, network_configuration=network_configuration,
-            capacity_provider=provider, tags=tag_list, created_at=created)
+            capacity_provider=provider, created_at=created)
         if launch_type not in LAUNCH_TYPES_WITH_FARGATE_CAPACITY:
             doc["containerInstanceArn"] = agent_id
         insert_task(conn, doc, spec, agent_id, service_name)
         tags.put(conn, doc["taskArn"], tag_list)
-        docs.append(doc)
+        docs.append({**doc, "tags": tag_list})
     return docs, failures
 
 
@@ -293,12 +294,12 @@ def describe_tasks(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[st
             if arn not in found:
                 failures.append({"arn": arn, "reason": "MISSING"})
                 continue
-            doc = loads(found[arn])
             if with_tags:
+                doc = loads(found[arn])
                 doc["tags"] = tags.get(conn, arn)
-            else:
-                doc.pop("tags", None)
-            tasks.append(doc)
+                tasks.append(doc)
+            else:  # the stored document is the answer: splice it in unparsed
+                tasks.append(RawJson(found[arn]))
     return {"tasks": tasks, "failures": failures}
 
 
@@ -326,9 +327,8 @@ def list_tasks(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[str, A
         for name in ("serviceName", "containerInstance"):
             if params.get(name) and name not in LIST_FILTERS:
                 raise invalid_parameter(f"Filtering by {name} is not supported yet.")
-        arn_list = [r.arn for r in conn.execute(query.order_by(T.c.created_at, T.c.arn))]
-    page, token = paginate(arn_list, params)
-    return with_token({"taskArns": page}, token)
+        rows, token = paginate_query(conn, query.order_by(T.c.created_at, T.c.arn), params)
+    return with_token({"taskArns": [r.arn for r in rows]}, token)
 
 
 # ---- the agent-facing side ------------------------------------------------------------------

@@ -7,7 +7,6 @@ writer). Every write goes through `Store.write()`, one transaction at a time per
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,14 +14,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 
+from galley.jsondoc import dumps, loads  # noqa: F401 - the store's JSON codec
 from galley.store.schema import metadata
-
-
-def dumps(doc: Any) -> str:
-    return json.dumps(doc, separators=(",", ":"))
-
-
-loads = json.loads
 
 
 class Signal:

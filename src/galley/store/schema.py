@@ -74,7 +74,11 @@ tasks = Table(
     # The agent-facing spec (resolved task definition with overrides applied); never shown to users.
     Column("spec", Text, nullable=False),
 )
-Index("ix_tasks_cluster_status", tasks.c.cluster_arn, tasks.c.desired_status, tasks.c.created_at)
+# ListTasks pages straight off this index (arn included, so no table lookups).
+Index("ix_tasks_cluster_status", tasks.c.cluster_arn, tasks.c.desired_status, tasks.c.created_at,
+      tasks.c.arn)
+# The live-task counts of DescribeClusters without reading stopped tasks.
+Index("ix_tasks_cluster_live", tasks.c.cluster_arn, tasks.c.stopped_at, tasks.c.last_status)
 Index("ix_tasks_agent", tasks.c.agent_id, tasks.c.last_status)
 Index("ix_tasks_stopped_at", tasks.c.stopped_at)
 
