@@ -9,7 +9,8 @@ both stores answer the same ListTasks(desiredStatus=STOPPED)). Then for each cal
     ListTasks(cluster, desiredStatus=STOPPED, maxResults=100)
     DescribeTasks(cluster, tasks=<100 task ARNs>)      (workers rotate over the 10 chunks)
 
-8 worker processes, each with its own signed boto3 client and keep-alive connection, call it in
+8 worker processes, each with its own signed boto3 client and keep-alive connection (or, with
+`--client raw`, botocore's SigV4 signer over one http.client connection, no boto3), call it in
 a closed loop for --seconds; the table shows requests/second (successful answers / duration), p50
 and p99 latency, errors, and where the CPU went: the server process's CPU (% of one core and ms
 per request, read from /proc) and the client processes' CPU per request (boto3 signing and
@@ -22,6 +23,8 @@ moto's ListTasks ignores maxResults and answers all 1,000 ARNs in one page; Gall
 from __future__ import annotations
 
 import argparse
+import http.client
+import json
 import multiprocessing as mp
 import os
 import signal
@@ -75,7 +78,53 @@ TASK_DEFINITION = {
 
 # ---- the measuring workers (separate processes) -----------------------------------------------
 
-_CLIENTS: dict[str, Any] = {}
+class RawClient:
+    """A lighter signed client for `--client raw`: SigV4 by botocore's signer, one keep-alive
+    http.client connection, and json.loads of the answer, with none of boto3's request
+    serialisation or response parsing (its timestamps, shapes and validation), so that on a
+    small host the clients take less of the CPU the servers need."""
+
+    TARGET = "AmazonEC2ContainerServiceV20141113."
+
+    def __init__(self, endpoint: str) -> None:
+        from botocore.auth import SigV4Auth
+        from botocore.credentials import Credentials
+
+        self.endpoint = endpoint.rstrip("/") + "/"
+        self.host = endpoint.split("://", 1)[1].rstrip("/")
+        self.signer = SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "ecs", REGION)
+        self.conn = http.client.HTTPConnection(self.host, timeout=60)
+
+    def call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        from botocore.awsrequest import AWSRequest
+
+        body = json.dumps(params).encode()
+        request = AWSRequest("POST", self.endpoint, data=body, headers={
+            "X-Amz-Target": self.TARGET + operation,
+            "Content-Type": "application/x-amz-json-1.1"})
+        self.signer.add_auth(request)
+        try:
+            self.conn.request("POST", "/", body=body, headers=dict(request.headers.items()))
+            response = self.conn.getresponse()
+            payload = response.read()
+        except (OSError, http.client.HTTPException):
+            self.conn.close()  # reconnect on the next call
+            raise
+        if response.status != 200:
+            raise RuntimeError(f"{operation}: HTTP {response.status}: {payload[:300]!r}")
+        return json.loads(payload)  # type: ignore[no-any-return]
+
+    def describe_clusters(self, **params: Any) -> dict[str, Any]:
+        return self.call("DescribeClusters", params)
+
+    def list_tasks(self, **params: Any) -> dict[str, Any]:
+        return self.call("ListTasks", params)
+
+    def describe_tasks(self, **params: Any) -> dict[str, Any]:
+        return self.call("DescribeTasks", params)
+
+
+_CLIENTS: dict[tuple[str, str], Any] = {}
 
 
 def _worker_init() -> None:
@@ -98,12 +147,13 @@ def _call(ecs: Any, op: str, arg: Any, i: int) -> None:
             raise RuntimeError(f"described {len(r['tasks'])} of {len(chunk)}")
 
 
-def _worker(endpoint: str, op: str, arg: Any, worker: int, start_at: float, seconds: float
-            ) -> dict[str, Any]:
+def _worker(endpoint: str, kind: str, op: str, arg: Any, worker: int, start_at: float,
+            seconds: float) -> dict[str, Any]:
     """Closed loop on one operation from `start_at` for `seconds`; returns latencies in ms."""
-    ecs = _CLIENTS.get(endpoint)
+    ecs = _CLIENTS.get((endpoint, kind))
     if ecs is None:
-        ecs = _CLIENTS[endpoint] = make_client(endpoint)
+        ecs = make_client(endpoint) if kind == "boto3" else RawClient(endpoint)
+        _CLIENTS[(endpoint, kind)] = ecs
     _call(ecs, op, arg, worker)  # connection up, botocore model loaded: not measured
     while time.time() < start_at:
         time.sleep(min(0.01, max(0.0, start_at - time.time())))
@@ -136,10 +186,10 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(pool: Any, endpoint: str, server_pid: int, op: str, arg: Any, workers: int,
-            seconds: float) -> dict[str, Any]:
+def measure(pool: Any, endpoint: str, server_pid: int, kind: str, op: str, arg: Any,
+            workers: int, seconds: float) -> dict[str, Any]:
     start_at = time.time() + 1.5  # every worker has its client and first answer by then
-    job = pool.starmap_async(_worker, [(endpoint, op, arg, w, start_at, seconds)
+    job = pool.starmap_async(_worker, [(endpoint, kind, op, arg, w, start_at, seconds)
                                        for w in range(workers)])
     time.sleep(max(0.0, start_at - time.time()))
     cpu0 = process_cpu(server_pid)
@@ -282,7 +332,7 @@ def run_calls(pool: Any, endpoint: str, server_pid: int, arns: list[str],
     chunks = [arns[i:i + 100] for i in range(0, len(arns), 100)]
     out = {}
     for op in OPERATIONS:
-        out[op] = measure(pool, endpoint, server_pid, op,
+        out[op] = measure(pool, endpoint, server_pid, args.client, op,
                           chunks if op == "DescribeTasks" else None, args.workers, args.seconds)
         r = out[op]
         print(f"  {label:6s} {op:16s} {r['rps']:8.1f} rps  p50 {r['p50']:7.1f} ms  "
@@ -303,6 +353,9 @@ def main() -> int:
     parser.add_argument("--populate-timeout", type=float, default=1200.0,
                         help="give up populating Galley after this many seconds")
     parser.add_argument("--skip-moto", action="store_true", help="measure Galley only")
+    parser.add_argument("--client", choices=("boto3", "raw"), default="boto3",
+                        help="boto3 clients (default), or raw SigV4-signed http.client calls "
+                             "that leave more of a small host's CPU to the servers")
     parser.add_argument("--json", action="store_true", help="also print a JSON result line")
     args = parser.parse_args()
     if not (0.5 <= args.seconds <= 600 and 1 <= args.workers <= 64
@@ -341,7 +394,8 @@ def main() -> int:
 
     elapsed = time.perf_counter() - began
     print()
-    print(f"{args.workers} concurrent signed clients (processes), {args.seconds:g} s per call, "
+    print(f"{args.workers} concurrent signed {args.client} clients (processes), "
+          f"{args.seconds:g} s per call, "
           f"{args.tasks} tasks in each store; latencies in ms")
     servers = ["galley"] + ([] if args.skip_moto else ["moto"])
     rows = []
@@ -370,7 +424,7 @@ def main() -> int:
         print(f"ratio galley/moto rps (worst call, {worst}): {ratios[worst]['rps']:.2f}x "
               f"(target >= {RPS_TARGET:g}x)")
     if args.json:
-        emit_json({"benchmark": "api_throughput", "workers": args.workers,
+        emit_json({"benchmark": "api_throughput", "workers": args.workers, "client": args.client,
                    "seconds": args.seconds, "tasks": args.tasks,
                    "results": {s: results[s] for s in servers}, "ratios": ratios,
                    "rps_target": RPS_TARGET,
