@@ -30,6 +30,13 @@ TASK_STATES = ["PROVISIONING", "PENDING", "ACTIVATING", "RUNNING", "DEACTIVATING
 # ---- helpers --------------------------------------------------------------------------------
 
 
+
+def sandbox_of(docker_client: docker.DockerClient, container_id: str) -> str:
+    """The id of the awsvpc sandbox whose network namespace a task container joined."""
+    mode = inspect(docker_client, container_id)["HostConfig"]["NetworkMode"]
+    assert mode.startswith("container:"), mode
+    return str(mode.split(":", 1)[1])
+
 def register_fargate(ecs: Any, family: str, containers: list[dict[str, Any]], **extra: Any) -> str:
     return ecs.register_task_definition(
         family=family, containerDefinitions=containers, networkMode="awsvpc",
@@ -522,10 +529,8 @@ def test_awsvpc_containers_share_localhost_and_the_task_ip(
         assert c["networkInterfaces"] == [{"attachmentId": eni["id"], "privateIpv4Address": ip}]
 
     # Both containers live in the sandbox's network namespace, whose address is the ENI's.
-    sandboxes = docker_client.api.containers(filters={"label": [
-        f"galley.task-arn={arn}", "galley.role=sandbox"]})
-    assert len(sandboxes) == 1
-    sandbox = inspect(docker_client, sandboxes[0]["Id"])
+    sandbox = inspect(docker_client, sandbox_of(docker_client, cs["client"]["runtimeId"]))
+    assert sandbox["Name"] == f"/galley-{arn.rsplit('/', 1)[1][:12]}-sandbox"
     assert ip in [n["IPAddress"] for n in sandbox["NetworkSettings"]["Networks"].values()]
     for c in cs.values():
         assert inspect(docker_client, c["runtimeId"])["HostConfig"]["NetworkMode"] == \
@@ -598,6 +603,7 @@ def test_timestamps_states_and_version_through_the_life_of_a_task(
     for key in ("stoppingAt", "executionStoppedAt", "stoppedAt", "stopCode", "stoppedReason"):
         assert key not in running, key
     runtime_ids = {c["name"]: c["runtimeId"] for c in running["containers"]}
+    sandbox_id = sandbox_of(docker_client, running["containers"][0]["runtimeId"])
     for c in running["containers"]:
         assert c["lastStatus"] == "RUNNING" and "exitCode" not in c
 
@@ -618,5 +624,5 @@ def test_timestamps_states_and_version_through_the_life_of_a_task(
         assert st["Status"] == "exited" and st["ExitCode"] == c["exitCode"]
     eni = next(a for a in final["attachments"] if a["type"] == "ElasticNetworkInterface")
     assert eni["status"] == "DELETED"
-    assert docker_client.api.containers(all=True, filters={"label": [
-        f"galley.task-arn={arn}", "galley.role=sandbox"]}) == []
+    with pytest.raises(docker.errors.NotFound):  # the sandbox is removed with the task
+        docker_client.api.inspect_container(sandbox_id)
