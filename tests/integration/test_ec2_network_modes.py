@@ -24,7 +24,9 @@ def ec2_cluster(galley: GalleyProcess, tmp_path_factory: pytest.TempPathFactory,
     ecs = galley.client()
     ecs.create_cluster(clusterName=CLUSTER)
     data_dir: Path = tmp_path_factory.mktemp("agent")
-    agent = galley.agent(CLUSTER, data_dir, "--cpu", "2048", "--memory", "2048")
+    agent = galley.agent(CLUSTER, data_dir, "--cpu", "2048", "--memory", "2048",
+                         "--attribute", "ecs.availability-zone=us-east-1b",
+                         "--attribute", "stage=blue")
     instance_id = json.loads((data_dir / "instance.json").read_text())[
         "containerInstanceArn"].rsplit("/", 1)[1]
     yield CLUSTER
@@ -155,3 +157,21 @@ def test_stopping_releases_the_instance_resources(ecs: Any, ec2_cluster: str) ->
     ecs.stop_task(cluster=ec2_cluster, task=task["taskArn"])
     wait_task_status(ecs, ec2_cluster, task["taskArn"], "STOPPED")
     wait_for(lambda: remaining_memory() == before)
+
+
+def test_list_container_instances_filter_uses_the_cluster_query_language(
+        ecs: Any, ec2_cluster: str) -> None:
+    arns = ecs.list_container_instances(cluster=ec2_cluster)["containerInstanceArns"]
+
+    def listed(expression: str) -> list[str]:
+        return ecs.list_container_instances(cluster=ec2_cluster,
+                                            filter=expression)["containerInstanceArns"]
+
+    assert listed("attribute:ecs.os-type == linux") == arns
+    assert listed("attribute:ecs.availability-zone in [us-east-1a, us-east-1b]") == arns
+    assert listed("attribute:stage == blue and agentConnected == true") == arns
+    assert listed("attribute:stage exists and not(attribute:stage =~ gr.*)") == arns
+    assert listed("attribute:ecs.availability-zone == us-east-1d") == []
+    assert listed("attribute:ecs.cpu-architecture == x86_64 or runningTasksCount > 100") == arns
+    with pytest.raises(ecs.exceptions.InvalidParameterException):
+        ecs.list_container_instances(cluster=ec2_cluster, filter="(attribute:stage == blue")

@@ -18,6 +18,8 @@ from galley.arns import Scope
 from galley.control import clusters, tags, tasks
 from galley.control.common import now, paginate, with_token
 from galley.errors import ApiError, invalid_parameter
+from galley.scheduler import query as query_language
+from galley.scheduler.query import Subject
 from galley.scheduler.resources import (
     DEFAULT_RESERVED_PORTS,
     Capacity,
@@ -153,19 +155,45 @@ def describe_container_instances(app: Galley, scope: Scope, params: dict[str, An
     return {"containerInstances": found, "failures": failures}
 
 
+def _subjects(conn: Connection, rows: list[Any]) -> dict[str, Subject]:
+    """What the cluster query language sees of each instance."""
+    groups: dict[str, set[str]] = {row.arn: set() for row in rows}
+    for agent_id, doc in conn.execute(select(s.tasks.c.agent_id, s.tasks.c.doc).where(
+            s.tasks.c.agent_id.in_(list(groups)), s.tasks.c.last_status != "STOPPED")):
+        groups[agent_id].add(loads(doc).get("group", ""))
+    usage = _capacities(conn, rows)
+    out = {}
+    for row in rows:
+        doc = loads(row.doc)
+        out[row.arn] = Subject(
+            attributes={a["name"]: a.get("value") for a in doc.get("attributes", [])},
+            ec2_instance_id=doc["ec2InstanceId"],
+            agent_connected=bool(row.agent_connected),
+            agent_version=doc.get("versionInfo", {}).get("agentVersion", ""),
+            registered_at=row.registered_at,
+            running_tasks_count=usage[row.arn][1],
+            task_groups=frozenset(groups[row.arn]))
+    return out
+
+
 def list_container_instances(app: Galley, scope: Scope, params: dict[str, Any]
                              ) -> dict[str, Any]:
-    if params.get("filter"):
-        raise ApiError("UnsupportedFeatureException",
-                       "Galley does not support the cluster query language filter yet.")
+    try:
+        expression = query_language.parse(params["filter"]) if params.get("filter") else None
+    except query_language.QueryError as e:
+        raise invalid_parameter(str(e)) from None
     with app.store.read() as conn:
         cluster = clusters.get_active(conn, scope, params.get("cluster"))
-        query = select(INST.c.arn).where(INST.c.cluster_arn == cluster["clusterArn"])
+        query = select(INST).where(INST.c.cluster_arn == cluster["clusterArn"])
         if params.get("status"):
             query = query.where(INST.c.status == params["status"])
         else:
             query = query.where(INST.c.status != "INACTIVE")
-        arn_list = [r.arn for r in conn.execute(query.order_by(INST.c.registered_at, INST.c.arn))]
+        rows = conn.execute(query.order_by(INST.c.registered_at, INST.c.arn)).all()
+        if expression is not None:
+            subjects = _subjects(conn, rows)
+            rows = [r for r in rows if expression.matches(subjects[r.arn])]
+        arn_list = [r.arn for r in rows]
     page, token = paginate(arn_list, params)
     return with_token({"containerInstanceArns": page}, token)
 
