@@ -104,9 +104,10 @@ def test_bridge_links_resolve_the_linked_container(ecs: Any, ec2_cluster: str,
          "links": ["web:backend"], "command": ["sleep", "3600"]},
     ])
     client = next(c for c in task["containers"] if c["name"] == "client")
-    out = docker_client.containers.get(client["runtimeId"]).exec_run(
-        ["wget", "-qO-", "http://backend:8081/index.html"])
-    assert out.output.strip() == b"port-8081"
+    container = docker_client.containers.get(client["runtimeId"])
+    # httpd may still be starting inside the linked container: poll, as a user would.
+    wait_for(lambda: container.exec_run(["wget", "-qO-", "http://backend:8081/index.html"])
+             .output.strip() == b"port-8081", timeout=15)
 
 
 def test_host_network_mode_binds_on_the_host(ecs: Any, ec2_cluster: str) -> None:

@@ -224,7 +224,6 @@ def test_scale_in_spread_keeps_azs_balanced() -> None:
     cands = [cand("a1", "us-east-1a"), cand("a2", "us-east-1a"), cand("b1", "us-east-1b")]
     order = scale_in_order(cands, {"a1": 2, "a2": 1, "b1": 2, "gone": 1}, [])
     assert order[0] == "gone"
-    assert order[1:4] == ["a1", "b1", "a1"] or order[1:3] == ["a1", "a2"]
     counts = {"us-east-1a": 3, "us-east-1b": 2}
     for arn in order[1:]:
         az = next(c.attributes["ecs.availability-zone"] for c in cands if c.arn == arn)
