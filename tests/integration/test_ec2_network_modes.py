@@ -176,3 +176,28 @@ def test_list_container_instances_filter_uses_the_cluster_query_language(
     assert listed("attribute:ecs.cpu-architecture == x86_64 or runningTasksCount > 100") == arns
     with pytest.raises(ecs.exceptions.InvalidParameterException):
         ecs.list_container_instances(cluster=ec2_cluster, filter="(attribute:stage == blue")
+
+
+def test_placement_constraints_and_strategies_apply(ecs: Any, ec2_cluster: str) -> None:
+    ecs.register_task_definition(family="placed", containerDefinitions=[
+        {"name": "app", "image": BUSYBOX, "memory": 16, "stopTimeout": 1,
+         "command": ["sleep", "3600"]}])
+    kw = {"cluster": ec2_cluster, "taskDefinition": "placed", "launchType": "EC2"}
+    nowhere = ecs.run_task(**kw, placementConstraints=[
+        {"type": "memberOf", "expression": "attribute:stage == green"}])
+    assert nowhere["tasks"] == []
+    assert nowhere["failures"][0]["reason"] == "MemberOf placement constraint unsatisfied."
+    here = ecs.run_task(**kw, placementConstraints=[
+        {"type": "memberOf", "expression": "attribute:stage == blue"}],
+        placementStrategy=[{"type": "binpack", "field": "memory"}])
+    assert len(here["tasks"]) == 1
+    # One instance, distinctInstance, two tasks of the same group: only one can be placed.
+    both = ecs.run_task(**kw, count=2, group="unique",
+                        placementConstraints=[{"type": "distinctInstance"}])
+    assert len(both["tasks"]) == 1
+    assert both["failures"][0]["reason"] == "DistinctInstance placement constraint unsatisfied."
+    with pytest.raises(ecs.exceptions.InvalidParameterException):
+        ecs.run_task(**kw, placementConstraints=[
+            {"type": "memberOf", "expression": "(attribute:stage == blue"}])
+    for task in here["tasks"] + both["tasks"]:
+        ecs.stop_task(cluster=ec2_cluster, task=task["taskArn"])

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
@@ -19,6 +21,7 @@ from galley.control import clusters, tags, tasks
 from galley.control.common import now, paginate, with_token
 from galley.errors import ApiError, invalid_parameter
 from galley.scheduler import query as query_language
+from galley.scheduler.placement import Candidate, place_tasks
 from galley.scheduler.query import Subject
 from galley.scheduler.resources import (
     DEFAULT_RESERVED_PORTS,
@@ -157,10 +160,7 @@ def describe_container_instances(app: Galley, scope: Scope, params: dict[str, An
 
 def _subjects(conn: Connection, rows: list[Any]) -> dict[str, Subject]:
     """What the cluster query language sees of each instance."""
-    groups: dict[str, set[str]] = {row.arn: set() for row in rows}
-    for agent_id, doc in conn.execute(select(s.tasks.c.agent_id, s.tasks.c.doc).where(
-            s.tasks.c.agent_id.in_(list(groups)), s.tasks.c.last_status != "STOPPED")):
-        groups[agent_id].add(loads(doc).get("group", ""))
+    groups = _group_counts(conn, rows)
     usage = _capacities(conn, rows)
     out = {}
     for row in rows:
@@ -254,39 +254,50 @@ def update_container_instances_state(app: Galley, scope: Scope, params: dict[str
     return {"containerInstances": found, "failures": failures}
 
 
-# ---- placement for EC2 / EXTERNAL (first fit; strategies and constraints come later) --------
+# ---- placement for EC2 / EXTERNAL ------------------------------------------------------------
 
 def place(conn: Connection, scope: Scope, cluster: dict[str, Any], task_def: dict[str, Any],
           count: int, params: dict[str, Any], launch_type: str
           ) -> tuple[list[str | None], list[dict[str, Any]]]:
     """Instance ARNs for `count` tasks (fewer when they do not fit) and ECS failure entries."""
     rows = conn.execute(select(INST).where(INST.c.cluster_arn == cluster["clusterArn"],
-                                        INST.c.status != "INACTIVE")).all()
+                                           INST.c.status != "INACTIVE")).all()
     if not rows:
         raise invalid_parameter("No Container Instances were found in your cluster.")
     usage = _capacities(conn, rows)
-    need = task_need(task_def, params.get("overrides"))
-    placed: list[str | None] = []
-    reasons: dict[str, str] = {}
-    for _ in range(count):
-        fits = []
-        for row in rows:
-            if row.status != "ACTIVE":
-                reasons[row.arn] = "INACTIVE" if row.status == "INACTIVE" else "DRAINING"
-            elif not row.agent_connected:
-                reasons[row.arn] = "AGENT"
-            elif (short := usage[row.arn][0].shortfall(need)) is not None:
-                reasons[row.arn] = short
-            else:
-                fits.append(row.arn)
-        if not fits:
-            break
-        choice = random.choice(fits)
-        usage[choice][0].take(need)
-        placed.append(choice)
-    failures = [] if len(placed) == count else [
-        {"arn": arn, "reason": reason} for arn, reason in reasons.items()]
-    return placed, failures
+    subjects, groups = _subjects(conn, rows), _group_counts(conn, rows)
+    candidates = [Candidate(arn=r.arn, status=r.status, agent_connected=bool(r.agent_connected),
+                            capacity=usage[r.arn][0], attributes=dict(subjects[r.arn].attributes),
+                            host=subjects[r.arn].ec2_instance_id, groups=groups[r.arn])
+                  for r in rows]
+    queries: dict[str, query_language.Query] = {}
+
+    def member_of(expression: str, candidate: Candidate) -> bool:
+        if expression not in queries:
+            queries[expression] = query_language.parse(expression)
+        live = frozenset(g for g, n in candidate.groups.items() if n > 0)
+        subject = replace(subjects[candidate.arn], task_groups=live,
+                          running_tasks_count=sum(candidate.groups.values()))
+        return queries[expression].matches(subject)
+
+    constraints = [*params.get("placementConstraints", []),
+                   *task_def.get("placementConstraints", [])]
+    try:
+        placement = place_tasks(candidates, task_need(task_def, params.get("overrides")), count,
+                                params.get("group", f"family:{task_def['family']}"),
+                                params.get("placementStrategy", []), constraints,
+                                member_of=member_of, rng=random.Random())
+    except ValueError as e:  # QueryError included: a bad expression or strategy
+        raise invalid_parameter(str(e)) from None
+    return list(placement.chosen), placement.failures
+
+
+def _group_counts(conn: Connection, rows: list[Any]) -> dict[str, Counter[str]]:
+    counts: dict[str, Counter[str]] = {row.arn: Counter() for row in rows}
+    for agent_id, doc in conn.execute(select(s.tasks.c.agent_id, s.tasks.c.doc).where(
+            s.tasks.c.agent_id.in_(list(counts)), s.tasks.c.last_status != "STOPPED")):
+        counts[agent_id][loads(doc).get("group", "")] += 1
+    return counts
 
 
 def _count_instances(conn: Connection, cluster_arns: list[str]) -> list[tuple[str, str, int]]:

@@ -148,7 +148,7 @@ def launch_tasks(conn: Connection, scope: Scope, cluster: dict[str, Any],
         failures: list[dict[str, Any]] = []
     elif launch_type in PLACERS:
         agent_ids, failures = PLACERS[launch_type](
-            conn, scope, cluster, task_def, count, params, launch_type)
+            conn, scope, cluster, task_def, count, {**params, "group": group}, launch_type)
     else:
         raise invalid_parameter("No Container Instances were found in your cluster.")
     created = now()
