@@ -112,7 +112,10 @@ def _serve(args: argparse.Namespace, with_fargate: bool) -> int:
     server.shutdown()
     app.store.close()
     print("Galley stopped; task containers keep running and are re-adopted at the next start.")
-    return 0
+    sys.stdout.flush()
+    # Task threads may be inside a Docker call (a start, a stop timeout): the containers are
+    # meant to outlive us and the store is closed, so nothing is worth waiting for.
+    os._exit(0)
 
 
 def _wait_for_signal(stop: threading.Event) -> None:
@@ -185,7 +188,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
     threading.Thread(target=agent.run, args=(stop,), name="agent", daemon=True).start()
     _wait_for_signal(stop)
     print("Agent stopped; task containers keep running and are re-adopted at the next start.")
-    return 0
+    sys.stdout.flush()
+    os._exit(0)  # as for `galley up`: never wait for a Docker call in flight
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:

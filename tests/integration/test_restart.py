@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import docker
@@ -89,3 +90,19 @@ def test_cleanup_stops_every_task_and_removes_every_container(
     own_galley.start()
     task = ecs.describe_tasks(cluster="cleanup", tasks=[arn])["tasks"][0]
     assert task["lastStatus"] == "STOPPED"
+
+
+def test_galley_exits_promptly_while_a_task_is_stopping(own_galley: GalleyProcess) -> None:
+    ecs = own_galley.client()
+    ecs.create_cluster(clusterName="shutdown")
+    td = register_fargate(ecs, "slow-stop", [
+        {"name": "a", "image": BUSYBOX, "command": ["sleep", "3600"], "stopTimeout": 20}])
+    arn = run_fargate(ecs, "shutdown", td)["taskArn"]
+    wait_task_status(ecs, "shutdown", arn, "RUNNING")
+    ecs.stop_task(cluster="shutdown", task=arn)  # a 20 s stop timeout is now in flight
+    started = time.monotonic()
+    own_galley.stop()
+    assert time.monotonic() - started < 5  # containers outlive Galley; nothing to wait for
+    own_galley.start()  # and the restarted Galley finishes the stop it inherited
+    assert wait_task_status(ecs, "shutdown", arn, "STOPPED", timeout=60)["stopCode"] == \
+        "UserInitiated"

@@ -17,9 +17,9 @@ import logging
 import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import docker.errors
 
@@ -32,6 +32,31 @@ log = logging.getLogger("galley.agent")
 
 ESSENTIAL_EXITED = "Essential container in task exited"
 OOM_REASON = "OutOfMemoryError: Container killed due to memory usage"
+
+
+T = TypeVar("T")
+
+
+def in_parallel(fn: Callable[[T], Any], items: Sequence[T]) -> None:
+    """Run fn over items at once; re-raise the first error. Daemon threads, so a Galley that is
+    shutting down never waits for a container that is still starting or stopping."""
+    errors: list[BaseException] = []
+
+    def run(item: T) -> None:
+        try:
+            fn(item)
+        except BaseException as e:  # handed to the caller below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(item,), daemon=True) for item in items[1:]]
+    for thread in threads:
+        thread.start()
+    if items:
+        run(items[0])
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
 
 
 class StartFailure(Exception):
@@ -220,10 +245,9 @@ class TaskRunner:
             self.sandbox_id = self.sandbox_id or self._pooled_sandbox() or \
                 self._create(self._sandbox_kwargs())
             # The sandbox starts while the task's containers are created (they only need its id).
-            with ThreadPoolExecutor(max_workers=2) as pool:
-                sandbox = pool.submit(self._start_sandbox)
-                self._create_containers()
-                report.update(sandbox.result())
+            steps: list[Callable[[], Any]] = [
+                lambda: report.update(self._start_sandbox()), self._create_containers]
+            in_parallel(lambda step: step(), steps)
         else:
             self._create_containers()
         self._report({"lastStatus": "PENDING", **report})
@@ -319,9 +343,7 @@ class TaskRunner:
             for state in missing:
                 create(state)
             return
-        with ThreadPoolExecutor(max_workers=min(4, len(missing))) as pool:
-            for future in [pool.submit(create, s) for s in missing]:
-                future.result()
+        in_parallel(create, missing)
 
     def _start_in_waves(self) -> None:
         began = time.monotonic()
@@ -378,12 +400,7 @@ class TaskRunner:
             if self.spec.network_mode in ("bridge", "host"):
                 self._refresh(state)
 
-        if len(ready) == 1:
-            start_one(ready[0])
-            return
-        with ThreadPoolExecutor(max_workers=len(ready)) as pool:
-            for future in [pool.submit(start_one, s) for s in ready]:
-                future.result()
+        in_parallel(start_one, ready)
 
     # ---- watch ------------------------------------------------------------------------------
 
@@ -486,5 +503,4 @@ class TaskRunner:
             except docker.errors.NotFound:
                 pass
 
-        with ThreadPoolExecutor(max_workers=max(1, len(running))) as pool:
-            list(pool.map(stop_one, running))
+        in_parallel(stop_one, running)
