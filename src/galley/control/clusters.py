@@ -11,7 +11,7 @@ from galley import arns
 from galley.app import Galley
 from galley.arns import Scope
 from galley.control import tags
-from galley.control.common import now, paginate, with_token
+from galley.control.common import describe_each, now, paginate, with_token
 from galley.errors import ApiError, cluster_not_found, invalid_parameter
 from galley.store import schema as s
 from galley.store.db import dumps, loads
@@ -137,13 +137,8 @@ def describe_clusters(app: Galley, scope: Scope, params: dict[str, Any]) -> dict
             )
         }
         counts = _counts(conn, list(rows))
-        clusters, failures = [], []
-        for arn in wanted:
-            if arn not in rows:
-                failures.append({"arn": arn, "reason": "MISSING"})
-                continue
-            tag_list = tags.get(conn, arn) if "TAGS" in include else None
-            clusters.append(_present(rows[arn], counts[arn], tag_list))
+        clusters, failures = describe_each(wanted, rows, lambda arn, doc: _present(
+            doc, counts[arn], tags.get(conn, arn) if "TAGS" in include else None))
     return {"clusters": clusters, "failures": failures}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from galley.errors import invalid_parameter
@@ -71,3 +71,17 @@ def with_token(result: dict[str, Any], token: str | None) -> dict[str, Any]:
     if token:
         result["nextToken"] = token
     return result
+
+
+def describe_each(wanted: Sequence[str], found: Mapping[str, T],
+                  present: Callable[[str, T], Any]) -> tuple[list[Any], list[dict[str, str]]]:
+    """A Describe* answer: what was found, in request order and once each, and a MISSING
+    failure for every other ARN asked for (ECS reports those, it does not raise)."""
+    items: list[Any] = []
+    failures: list[dict[str, str]] = []
+    for arn in dict.fromkeys(wanted):
+        if arn in found:
+            items.append(present(arn, found[arn]))
+        else:
+            failures.append({"arn": arn, "reason": "MISSING"})
+    return items, failures

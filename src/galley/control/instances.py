@@ -18,7 +18,7 @@ from galley import arns
 from galley.app import Galley
 from galley.arns import Scope
 from galley.control import clusters, tags, tasks
-from galley.control.common import now, paginate, with_token
+from galley.control.common import describe_each, now, paginate, with_token
 from galley.errors import ApiError, invalid_parameter
 from galley.scheduler import query as query_language
 from galley.scheduler.placement import Candidate, place_tasks
@@ -146,15 +146,13 @@ def describe_container_instances(app: Galley, scope: Scope, params: dict[str, An
         rows = {r.arn: r for r in conn.execute(select(INST).where(
             INST.c.arn.in_(wanted), INST.c.cluster_arn == cluster["clusterArn"]))}
         usage = _capacities(conn, list(rows.values()))
-        found, failures = [], []
-        for arn in wanted:
-            if arn in rows:
-                doc = _present(rows[arn], usage[arn])
-                if "TAGS" in params.get("include", []):
-                    doc["tags"] = tags.get(conn, arn)
-                found.append(doc)
-            else:
-                failures.append({"arn": arn, "reason": "MISSING"})
+        with_tags = "TAGS" in params.get("include", [])
+
+        def present(arn: str, row: Any) -> dict[str, Any]:
+            doc = _present(row, usage[arn])
+            return {**doc, "tags": tags.get(conn, arn)} if with_tags else doc
+
+        found, failures = describe_each(wanted, rows, present)
     return {"containerInstances": found, "failures": failures}
 
 

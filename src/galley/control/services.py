@@ -18,7 +18,7 @@ from galley import arns
 from galley.app import Galley
 from galley.arns import Scope
 from galley.control import clusters, tags, taskdefs, tasks
-from galley.control.common import now, paginate, with_token
+from galley.control.common import describe_each, now, paginate, with_token
 from galley.control.taskdef_rules import check_launch_type
 from galley.errors import ApiError, client_error, invalid_parameter, service_not_found
 from galley.scheduler.service_step import new_deployment
@@ -284,15 +284,13 @@ def describe_services(app: Galley, scope: Scope, params: dict[str, Any]) -> dict
         rows = {r.arn: loads(r.doc) for r in conn.execute(select(SVC.c.arn, SVC.c.doc).where(
             SVC.c.arn.in_(wanted), SVC.c.cluster_arn == cluster["clusterArn"]))}
         counts = _counts(conn, list(rows.values()))
-        found, failures = [], []
-        for arn in wanted:
-            if arn not in rows:
-                failures.append({"arn": arn, "reason": "MISSING"})
-                continue
-            doc = present(rows[arn], counts)
-            if "TAGS" in params.get("include", []):
-                doc["tags"] = tags.get(conn, arn)
-            found.append(doc)
+        with_tags = "TAGS" in params.get("include", [])
+
+        def answer(arn: str, doc: dict[str, Any]) -> dict[str, Any]:
+            shown = present(doc, counts)
+            return {**shown, "tags": tags.get(conn, arn)} if with_tags else shown
+
+        found, failures = describe_each(wanted, rows, answer)
     return {"services": found, "failures": failures}
 
 

@@ -17,7 +17,7 @@ from galley import arns
 from galley.app import FARGATE_AGENT_ID, Galley
 from galley.arns import Scope
 from galley.control import clusters, tags, taskdefs
-from galley.control.common import now, paginate_query, with_token
+from galley.control.common import describe_each, now, paginate_query, with_token
 from galley.control.task_docs import apply_report, new_task
 from galley.control.taskdef_rules import check_launch_type
 from galley.errors import ApiError, invalid_parameter
@@ -286,20 +286,13 @@ def describe_tasks(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[st
                 )
             )
         }
-        tasks, failures, seen = [], [], set()
-        for arn in wanted:
-            if arn in seen:
-                continue
-            seen.add(arn)
-            if arn not in found:
-                failures.append({"arn": arn, "reason": "MISSING"})
-                continue
-            if with_tags:
-                doc = loads(found[arn])
-                doc["tags"] = tags.get(conn, arn)
-                tasks.append(doc)
-            else:  # the stored document is the answer: splice it in unparsed
-                tasks.append(RawJson(found[arn]))
+
+        def answer(arn: str, stored: str) -> Any:
+            if not with_tags:  # the stored document is the answer: splice it in unparsed
+                return RawJson(stored)
+            return {**loads(stored), "tags": tags.get(conn, arn)}
+
+        tasks, failures = describe_each(wanted, found, answer)
     return {"tasks": tasks, "failures": failures}
 
 
