@@ -60,6 +60,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         credentials=load_credentials(data_dir),
         stopped_task_retention=float(os.environ.get("GALLEY_STOPPED_TASK_RETENTION", 3600)),
         service=service_settings_from_env(),
+        agent_timeout_seconds=float(os.environ.get("GALLEY_AGENT_TIMEOUT_SECONDS", 60)),
     )
 
 

@@ -37,6 +37,9 @@ class Settings:
     stopped_task_retention: float = 3600.0
     # Safety resync period of reconcile loops; events wake them sooner.
     resync_seconds: float = 5.0
+    # An agent that has not polled for this long is shown agentConnected false (agents long-poll
+    # every 20 s).
+    agent_timeout_seconds: float = 60.0
     credentials: Credentials | None = None
     service: ServiceSettings = field(default_factory=ServiceSettings)
     extra: dict[str, str] = field(default_factory=dict)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -106,3 +107,54 @@ def test_galley_exits_promptly_while_a_task_is_stopping(own_galley: GalleyProces
     own_galley.start()  # and the restarted Galley finishes the stop it inherited
     assert wait_task_status(ecs, "shutdown", arn, "STOPPED", timeout=60)["stopCode"] == \
         "UserInitiated"
+
+
+def test_silent_agent_is_disconnected_and_comes_back_as_the_same_instance(
+        tmp_path: Path, docker_client: docker.DockerClient) -> None:
+    galley = GalleyProcess(tmp_path / "data", GALLEY_AGENT_TIMEOUT_SECONDS="3").start()
+    agent = None
+    try:
+        ecs = galley.client()
+        ecs.create_cluster(clusterName="hosts")
+        agent_dir = tmp_path / "agent"
+        agent = galley.agent("hosts", agent_dir, "--poll-seconds", "1")
+        arn = ecs.list_container_instances(cluster="hosts")["containerInstanceArns"][0]
+        ecs.register_task_definition(family="on-host", containerDefinitions=[
+            {"name": "app", "image": BUSYBOX, "memory": 16, "stopTimeout": 1,
+             "command": ["sleep", "3600"]}])
+        task = ecs.run_task(cluster="hosts", taskDefinition="on-host",
+                            launchType="EC2")["tasks"][0]
+        running = wait_task_status(ecs, "hosts", task["taskArn"], "RUNNING")
+        container_id = running["containers"][0]["runtimeId"]
+
+        def connected() -> bool:
+            return bool(ecs.describe_container_instances(
+                cluster="hosts", containerInstances=[arn])["containerInstances"][0][
+                "agentConnected"])
+
+        agent.kill()  # the host's agent dies; its container keeps running
+        agent.wait()
+        wait_for(lambda: not connected(), timeout=20)
+        refused = ecs.run_task(cluster="hosts", taskDefinition="on-host", launchType="EC2")
+        assert refused["tasks"] == [] and refused["failures"][0]["reason"] == "AGENT"
+
+        agent = galley.agent("hosts", agent_dir, "--poll-seconds", "1")  # same data dir
+        wait_for(connected, timeout=20)
+        assert ecs.list_container_instances(cluster="hosts")["containerInstanceArns"] == [arn]
+        again = wait_task_status(ecs, "hosts", task["taskArn"], "RUNNING")
+        assert again["containers"][0]["runtimeId"] == container_id  # re-adopted, not restarted
+        assert len(docker_client.containers.list(
+            filters={"label": f"galley.task-arn={task['taskArn']}"})) == 1
+        ecs.stop_task(cluster="hosts", task=task["taskArn"])
+        wait_task_status(ecs, "hosts", task["taskArn"], "STOPPED")
+    finally:
+        if agent is not None and agent.poll() is None:
+            agent.terminate()
+            agent.wait(timeout=30)
+        instance = tmp_path / "agent" / "instance.json"
+        if instance.exists():
+            agent_id = json.loads(instance.read_text())["containerInstanceArn"].rsplit("/", 1)[1]
+            for c in docker_client.containers.list(
+                    all=True, filters={"label": f"galley.agent={agent_id}"}):
+                c.remove(force=True)
+        galley.cleanup()

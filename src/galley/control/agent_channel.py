@@ -53,3 +53,13 @@ def report_task_state(app: Galley, scope: Scope, params: dict[str, Any]) -> dict
         raise invalid_parameter("The task is not assigned to this container instance.")
     tasks.apply_agent_report(app, report)
     return {}
+
+
+def mark_disconnected(app: Galley, silent_since: float) -> int:
+    """Show agents that have not polled since `silent_since` as disconnected (placement then
+    reports AGENT for them); their next poll connects them again."""
+    with app.store.write() as conn:
+        result = conn.execute(update(s.container_instances).where(
+            s.container_instances.c.agent_connected == 1,
+            s.container_instances.c.last_seen < silent_since).values(agent_connected=0))
+    return int(result.rowcount or 0)
