@@ -105,6 +105,10 @@ def test_bridge_links_resolve_the_linked_container(ecs: Any, ec2_cluster: str,
     ])
     client = next(c for c in task["containers"] if c["name"] == "client")
     container = docker_client.containers.get(client["runtimeId"])
+    target = docker_client.containers.get(
+        next(c for c in task["containers"] if c["name"] == "web")["runtimeId"])
+    # The link is resolved when the linking container starts: its target must be up first.
+    assert container.attrs["State"]["StartedAt"] > target.attrs["State"]["StartedAt"]
     # httpd may still be starting inside the linked container: poll, as a user would.
     wait_for(lambda: container.exec_run(["wget", "-qO-", "http://backend:8081/index.html"])
              .output.strip() == b"port-8081", timeout=15)

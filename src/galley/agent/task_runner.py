@@ -358,7 +358,10 @@ class TaskRunner:
             self._pump(timeout=0.5)
 
     def _dependencies_met(self, state: ContainerState, began: float) -> bool:
-        met = True
+        # A link is resolved (into /etc/hosts) when the linking container starts, so its target
+        # must already be running: links order starts like dependsOn START.
+        met = all(self.containers[link.split(":")[0]].started
+                  for link in state.definition.get("links", []))
         for dep in state.definition.get("dependsOn", []):
             other = self.containers[dep["containerName"]]
             condition = dep["condition"]
