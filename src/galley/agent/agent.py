@@ -42,8 +42,7 @@ class Agent:
         self.container_retention = container_retention
         self.awsvpc_network = awsvpc_network
         self.sandbox_image = ""
-        self.sandbox_pool_size = sandbox_pool_size
-        self.sandbox_pool = SandboxPool(self.docker, agent_id, "", awsvpc_network, 0)
+        self.sandbox_pool = SandboxPool(self.docker, agent_id, awsvpc_network, sandbox_pool_size)
         self.runners: dict[str, TaskRunner] = {}
         self.finished: dict[str, float] = {}  # task ARN -> when its runner ended
         self._lock = threading.Lock()
@@ -56,9 +55,7 @@ class Agent:
         """Reconcile until `stop` is set. Containers are left running for the next start."""
         self._stop = stop or self._stop
         self.sandbox_image = ensure_sandbox_image(self.docker)
-        self.sandbox_pool = SandboxPool(self.docker, self.agent_id, self.sandbox_image,
-                                        self.awsvpc_network, self.sandbox_pool_size)
-        self.sandbox_pool.start(self._stop)
+        self.sandbox_pool.start(self._stop, self.sandbox_image)
         events = threading.Thread(target=self._events_loop, daemon=True, name="docker-events")
         events.start()
         version = 0

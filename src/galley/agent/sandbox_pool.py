@@ -26,11 +26,11 @@ REFILL_DELAY = 1.0  # seconds of quiet after the last take before refilling
 
 
 class SandboxPool:
-    def __init__(self, client: docker.DockerClient, agent_id: str, image: str, network: str,
+    def __init__(self, client: docker.DockerClient, agent_id: str, network: str,
                  size: int) -> None:
         self.docker = client
         self.agent_id = agent_id
-        self.image = image
+        self.image = ""  # known once the agent has ensured the sandbox image (start)
         self.network = network
         self.size = size
         self.prefix = f"galley-pool-{agent_id}-"
@@ -39,7 +39,8 @@ class SandboxPool:
         self._wake = threading.Event()
         self._last_take = 0.0
 
-    def start(self, stop: threading.Event) -> None:
+    def start(self, stop: threading.Event, image: str) -> None:
+        self.image = image
         if self.size <= 0:
             return
         self._adopt()

@@ -115,8 +115,8 @@ def _check_task_definition(conn: Connection, scope: Scope, service: dict[str, An
         task_def = taskdefs.get_for_launch(conn, scope, ref)
     except ApiError as e:
         raise client_error(e.message) from None
-    check_launch_type(task_def, service.get("launchType", "FARGATE")
-                      if "capacityProviderStrategy" not in service else "FARGATE")
+    # A service on a capacity provider strategy has no launchType; only FARGATE providers exist.
+    check_launch_type(task_def, service.get("launchType", "FARGATE"))
     awsvpc = task_def.get("networkMode") == "awsvpc"
     if awsvpc and not service.get("networkConfiguration"):
         raise invalid_parameter(

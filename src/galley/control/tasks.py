@@ -317,9 +317,6 @@ def list_tasks(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[str, A
         for name, condition in LIST_FILTERS.items():
             if params.get(name):
                 query = query.where(condition(conn, scope, cluster, params[name]))
-        for name in ("serviceName", "containerInstance"):
-            if params.get(name) and name not in LIST_FILTERS:
-                raise invalid_parameter(f"Filtering by {name} is not supported yet.")
         rows, token = paginate_query(conn, query.order_by(T.c.created_at, T.c.arn), params)
     return with_token({"taskArns": [r.arn for r in rows]}, token)
 
