@@ -31,6 +31,16 @@ TASK_STATES = ["PROVISIONING", "PENDING", "ACTIVATING", "RUNNING", "DEACTIVATING
 
 
 
+
+def assert_never_started(docker_client: docker.DockerClient, container: dict[str, Any]) -> None:
+    """The task's container (as DescribeTasks shows it) was never started in Docker, if it was
+    created at all."""
+    if container.get("runtimeId"):
+        try:
+            assert never_started(inspect(docker_client, container["runtimeId"]))
+        except docker.errors.NotFound:
+            pass
+
 def sandbox_of(docker_client: docker.DockerClient, container_id: str) -> str:
     """The id of the awsvpc sandbox whose network namespace a task container joined."""
     mode = inspect(docker_client, container_id)["HostConfig"]["NetworkMode"]
@@ -205,11 +215,7 @@ def test_failed_success_dependency_stops_task_without_starting_dependent(
     assert cs["init"]["exitCode"] == 1
     assert cs["app"]["lastStatus"] == "STOPPED"
     assert "exitCode" not in cs["app"], cs["app"]
-    if cs["app"].get("runtimeId"):
-        try:
-            assert never_started(inspect(docker_client, cs["app"]["runtimeId"]))
-        except docker.errors.NotFound:
-            pass
+    assert_never_started(docker_client, cs["app"])
 
 
 def test_start_timeout_on_healthy_dependency_stops_task(
@@ -232,11 +238,7 @@ def test_start_timeout_on_healthy_dependency_stops_task(
     assert "startedAt" not in final
     cs = by_name(final)
     assert "exitCode" not in cs["app"], cs["app"]
-    if cs["app"].get("runtimeId"):
-        try:
-            assert never_started(inspect(docker_client, cs["app"]["runtimeId"]))
-        except docker.errors.NotFound:
-            pass
+    assert_never_started(docker_client, cs["app"])
 
 
 # ---- 2. health checks -----------------------------------------------------------------------
