@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from galley.scheduler.service_step import (
+    DRAINING_REASON,
     PENDING_STATES,
     Plan,
     Settings,
@@ -137,14 +138,15 @@ def complete(service: dict[str, Any]) -> None:
 
 def tv(n: int, deployment: str = "ecs-svc/1", status: str = "RUNNING", *,
        desired: str = "RUNNING", health: str = "UNKNOWN", hc: bool = False,
-       created: float | None = None, started: float | None = None) -> TaskView:
+       created: float | None = None, started: float | None = None,
+       draining: bool = False) -> TaskView:
     """A TaskView; RUNNING tasks default to having started long ago (so they are settled)."""
     created = T0 + n if created is None else created
     if started is None and status == "RUNNING":
         started = created + 1
     return TaskView(arn=arn(n), deployment_id=deployment, last_status=status,
                     desired_status=desired, health_status=health, has_health_check=hc,
-                    created_at=created, started_at=started)
+                    created_at=created, started_at=started, draining=draining)
 
 
 NOW = T0 + 10_000  # a time at which every default RUNNING task is long settled
@@ -270,6 +272,60 @@ def test_old_tasks_that_never_ran_are_stopped_freely_and_first() -> None:
     plan = step(service, tasks, NOW, S)
     # floor 2 and only 2 healthy: the RUNNING ones stay, the pending ones go
     assert stops(plan) == {arn(1): scaling("ecs-svc/2"), arn(2): scaling("ecs-svc/2")}
+
+
+# ---- tasks on DRAINING container instances ------------------------------------------------------
+
+def test_draining_task_is_replaced_before_it_stops_at_minimum_100() -> None:
+    service = make_service(2, maximum=200, minimum=100)
+    complete(service)
+    tasks = [tv(1), tv(2, draining=True)]
+    plan = step(service, tasks, NOW, S)
+    assert plan.start == {"ecs-svc/1": 1}
+    assert plan.stop == []  # stopping it now would leave 1 healthy task, below the floor of 2
+    tasks.append(tv(3))  # the replacement runs and is healthy
+    plan = step(service, tasks, NOW, S)
+    assert plan.start == {}
+    assert stops(plan) == {arn(2): DRAINING_REASON}
+
+
+def test_pending_task_on_a_draining_instance_stops_at_once() -> None:
+    service = make_service(2, maximum=200, minimum=100)
+    plan = step(service, [tv(1), tv(2, status="PENDING", draining=True)], NOW, S)
+    assert plan.start == {"ecs-svc/1": 1}
+    assert stops(plan) == {arn(2): DRAINING_REASON}
+
+
+@pytest.mark.parametrize("minimum, maximum, expected_start, expected_stops", [
+    (0, 100, 0, 2),    # no headroom above desired: stop first, start next tick
+    (50, 100, 0, 1),
+    (50, 200, 2, 1),
+    (100, 200, 2, 0),
+    (100, 100, 0, 0),  # the bounds forbid both: the deployment-configuration event says so
+])
+def test_draining_bounded_by_the_deployment_configuration(minimum: int, maximum: int,
+                                                          expected_start: int,
+                                                          expected_stops: int) -> None:
+    service = make_service(2, maximum=maximum, minimum=minimum)
+    complete(service)
+    tasks = [tv(1, draining=True), tv(2, draining=True)]
+    plan = step(service, tasks, NOW, S)
+    assert plan.start.get("ecs-svc/1", 0) == expected_start
+    assert len(plan.stop) == expected_stops
+    assert len(tasks) + expected_start <= max_tasks(2, maximum)
+    assert len(tasks) - expected_stops >= min_healthy(2, minimum)
+    if minimum == 100 and maximum == 100:
+        assert any("deployment configuration" in e for e in plan.events)
+
+
+def test_no_steady_state_while_a_draining_task_is_live() -> None:
+    service = make_service(1, maximum=200, minimum=100)
+    complete(service)
+    tasks = [tv(1, draining=True, desired="STOPPED"), tv(2)]
+    plan = step(service, tasks, NOW, S)
+    assert not any("steady state" in e for e in plan.events)
+    plan = step(service, [tv(2)], NOW, S)
+    assert f"(service {NAME}) has reached a steady state." in plan.events
 
 
 def test_old_running_task_still_settling_is_not_counted_healthy() -> None:
@@ -688,12 +744,14 @@ class SimTask:
     stopped_reason: str = ""
     stop_ticks: int = 1  # agent passes between "told to stop" and STOPPED
     sick: bool = False
+    draining: bool = False  # its container instance was set to DRAINING
 
     def view(self) -> TaskView:
         return TaskView(arn=self.arn, deployment_id=self.deployment_id,
                         last_status=self.last_status, desired_status=self.desired_status,
                         health_status=self.health_status, has_health_check=self.has_health_check,
-                        created_at=self.created_at, started_at=self.started_at)
+                        created_at=self.created_at, started_at=self.started_at,
+                        draining=self.draining)
 
 
 class Sim:
@@ -786,6 +844,14 @@ class Sim:
         for t in self.rng.sample(victims, min(k, len(victims))):
             self._stop(t, "Essential container in task exited")
 
+    def drain(self, k: int) -> list[str]:
+        """The instances of up to k random live tasks are set to DRAINING."""
+        cands = [t for t in self.tasks.values() if t.desired_status == "RUNNING"]
+        chosen = self.rng.sample(cands, min(k, len(cands)))
+        for t in chosen:
+            t.draining = True
+        return [t.arn for t in chosen]
+
     def sicken(self, k: int) -> None:
         """Up to k random HEALTHY tasks start failing their container health checks."""
         self.failures_injected = True
@@ -832,6 +898,8 @@ class Sim:
                 assert v.health_status == "UNHEALTHY" and v.started_at is not None
                 assert self.now - v.started_at >= grace, "health replacement inside grace"
                 assert hc_event(short(a)) in plan.events
+            elif v.draining:
+                assert reason == DRAINING_REASON, reason
             else:
                 assert reason == scaling(service["deployments"][0]["id"]), reason
         for v in before:  # every UNHEALTHY live task past its grace period is replaced
@@ -898,7 +966,8 @@ class Sim:
         return (len(s["deployments"]) == 1 and primary["rolloutState"] == "COMPLETED"
                 and len(views) == desired
                 and all(v.deployment_id == primary["id"] and v.live and v.last_status == "RUNNING"
-                        and is_healthy(v, self.now, self.settings) for v in views))
+                        and not v.draining and is_healthy(v, self.now, self.settings)
+                        for v in views))
 
     def run_until_converged(self, max_ticks: int = 2000) -> int:
         for i in range(max_ticks):
@@ -1013,6 +1082,28 @@ def test_rolling_update_keeps_bounds_and_converges(desired: int, maximum: int, m
     olds = [t for t in sim.stopped if t.deployment_id == first]
     assert len(olds) == desired
     assert all(t.stopped_reason == scaling(new_id) for t in olds)
+
+
+@PROPS
+@given(desired=st.integers(1, 8), maximum=percent_max, minimum=percent_min,
+       health_check=st.booleans(), drained=st.integers(1, 8), rng=rngs)
+def test_draining_replaces_tasks_within_bounds(desired: int, maximum: int, minimum: int,
+                                               health_check: bool, drained: int,
+                                               rng: random.Random) -> None:
+    """Tasks on DRAINING instances are replaced without leaving the max/min bounds (the
+    simulator checks them on every tick) and all end stopped with the draining reason."""
+    service = make_service(desired, maximum=maximum, minimum=minimum)
+    sim = Sim(service, fast_settings(rng), rng, health_check=health_check)
+    sim.run_until_converged()
+    gone = sim.drain(drained)
+    if blocked(desired, maximum, minimum):
+        plan = sim.tick(rng.uniform(1, 15))
+        assert plan.start == {} and plan.stop == []
+        return
+    sim.run_until_converged()
+    assert_converged_on(sim, TD1)
+    stopped = {t.arn: t.stopped_reason for t in sim.stopped}
+    assert all(stopped.get(a) == DRAINING_REASON for a in gone)
 
 
 @PROPS

@@ -9,7 +9,16 @@ from galley.api.model import ServiceModel
 from galley.api.server import Request, Service
 from galley.app import Galley
 from galley.arns import Scope
-from galley.control import clusters, instances, services, tags, taskdefs, tasks
+from galley.control import (
+    attributes,
+    clusters,
+    instances,
+    services,
+    start_task,
+    tags,
+    taskdefs,
+    tasks,
+)
 
 Operation = Callable[[Galley, Scope, dict[str, Any]], dict[str, Any]]
 
@@ -40,6 +49,10 @@ OPERATIONS: dict[str, Operation] = {
     "ListContainerInstances": instances.list_container_instances,
     "DeregisterContainerInstance": instances.deregister_container_instance,
     "UpdateContainerInstancesState": instances.update_container_instances_state,
+    "StartTask": start_task.start_task,
+    "PutAttributes": attributes.put_attributes,
+    "DeleteAttributes": attributes.delete_attributes,
+    "ListAttributes": attributes.list_attributes,
     "TagResource": tags.tag_resource,
     "UntagResource": tags.untag_resource,
     "ListTagsForResource": tags.list_tags_for_resource,

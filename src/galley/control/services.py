@@ -21,6 +21,8 @@ from galley.control import clusters, tags, taskdefs, tasks
 from galley.control.common import describe_each, now, paginate, with_token
 from galley.control.taskdef_rules import check_launch_type
 from galley.errors import ApiError, client_error, invalid_parameter, service_not_found
+from galley.scheduler import placement
+from galley.scheduler import query as query_language
 from galley.scheduler.service_step import new_deployment
 from galley.store import schema as s
 from galley.store.db import dumps, loads
@@ -97,16 +99,44 @@ def present(doc: dict[str, Any], counts: dict[str, dict[str, int]]) -> dict[str,
     return out
 
 
-def _deployment_configuration(params: dict[str, Any], current: dict[str, Any] | None = None
-                              ) -> dict[str, Any]:
+def _deployment_configuration(params: dict[str, Any], current: dict[str, Any] | None = None,
+                              *, daemon: bool = False) -> dict[str, Any]:
+    # A daemon has one task per instance: it replaces them in place (stop, then start).
+    bounds = {"maximumPercent": 100, "minimumHealthyPercent": 0} if daemon else \
+        {"maximumPercent": 200, "minimumHealthyPercent": 100}
     config = {"deploymentCircuitBreaker": {"enable": False, "rollback": False},
-              "maximumPercent": 200, "minimumHealthyPercent": 100, **(current or {})}
+              **bounds, **(current or {})}
     config.update(params.get("deploymentConfiguration", {}))
+    if daemon and config["maximumPercent"] != 100:
+        raise invalid_parameter("The maximumPercent of a service with the daemon scheduling "
+                                "strategy must be 100.")
     if not 100 <= config["maximumPercent"] <= 2000:
         raise invalid_parameter("maximumPercent must be between 100 and 2000.")
     if not 0 <= config["minimumHealthyPercent"] <= 100:
         raise invalid_parameter("minimumHealthyPercent must be between 0 and 100.")
     return config
+
+
+def _check_daemon_params(params: dict[str, Any]) -> None:
+    """What ECS refuses for a DAEMON service (messages as ECS words them)."""
+    if "desiredCount" in params:
+        raise invalid_parameter(
+            "The daemon scheduling strategy does not support a desired count for services. "
+            "Remove the desired count value and try again")
+    if params.get("placementStrategy"):
+        raise invalid_parameter(
+            "The daemon scheduling strategy does not support placement strategies. Remove the "
+            "placement strategy and try again")
+
+
+def _check_placement(params: dict[str, Any]) -> None:
+    """Refuse malformed placement strategies and constraints before they are stored."""
+    try:
+        placement.compile_strategies(params.get("placementStrategy") or [])
+        for expression in placement.check_constraints(params.get("placementConstraints") or []):
+            query_language.parse(expression)
+    except ValueError as e:  # QueryError included
+        raise invalid_parameter(str(e)) from None
 
 
 def _check_task_definition(conn: Connection, scope: Scope, service: dict[str, Any],
@@ -135,15 +165,10 @@ def create_service(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[st
                                 "can only contain letters, numbers, underscores and hyphens.")
     strategy = params.get("schedulingStrategy", "REPLICA")
     if strategy == "DAEMON":
-        if "desiredCount" in params:
-            raise invalid_parameter(
-                "The daemon scheduling strategy does not support a desired count for services. "
-                "Remove the desired count value and try again")
-        raise ApiError("UnsupportedFeatureException",
-                       "Galley does not support the DAEMON scheduling strategy yet.")
-    if "desiredCount" not in params:
+        _check_daemon_params(params)
+    elif "desiredCount" not in params:
         raise invalid_parameter("desiredCount is required for a REPLICA service.")
-    if params["desiredCount"] < 0:
+    elif params["desiredCount"] < 0:
         raise invalid_parameter("desiredCount cannot be negative.")
     controller = params.get("deploymentController", {}).get("type", "ECS")
     if controller != "ECS":
@@ -154,6 +179,7 @@ def create_service(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[st
                        "Galley does not support load balancers or service registries yet.")
     if "taskDefinition" not in params:
         raise invalid_parameter("taskDefinition is required for the ECS deployment controller.")
+    _check_placement(params)
     tag_list = params.get("tags", [])
     tags.validate(tag_list)
     at = now()
@@ -166,6 +192,11 @@ def create_service(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[st
         if existing is not None and existing.status == "DRAINING":
             raise invalid_parameter("Unable to Start a service that is still Draining.")
         launch_type, _provider = tasks.resolve_launch_type(cluster, params)
+        daemon = strategy == "DAEMON"
+        if daemon and (launch_type == "FARGATE" or params.get("capacityProviderStrategy")):
+            raise invalid_parameter(
+                "The daemon scheduling strategy is supported only with the EC2 and EXTERNAL "
+                "launch types. Specify one of them and try again.")
         doc: dict[str, Any] = {
             "serviceArn": arn,
             "serviceName": name,
@@ -173,9 +204,9 @@ def create_service(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[st
             "loadBalancers": [],
             "serviceRegistries": [],
             "status": "ACTIVE",
-            "desiredCount": params["desiredCount"],
+            "desiredCount": params.get("desiredCount", 0),
             "launchType": launch_type,
-            "deploymentConfiguration": _deployment_configuration(params),
+            "deploymentConfiguration": _deployment_configuration(params, daemon=daemon),
             "events": [],
             "createdAt": at,
             "placementConstraints": params.get("placementConstraints", []),
@@ -218,13 +249,17 @@ def update_service(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[st
     with app.store.write() as conn:
         cluster = clusters.get_active(conn, scope, params.get("cluster"))
         doc = get_active(conn, scope, cluster, params["service"])
+        daemon = doc["schedulingStrategy"] == "DAEMON"
+        if daemon:
+            _check_daemon_params(params)
+        _check_placement(params)
         if "desiredCount" in params:
             if params["desiredCount"] < 0:
                 raise invalid_parameter("desiredCount cannot be negative.")
             doc["desiredCount"] = params["desiredCount"]
         if "deploymentConfiguration" in params:
             doc["deploymentConfiguration"] = _deployment_configuration(
-                params, doc["deploymentConfiguration"])
+                params, doc["deploymentConfiguration"], daemon=daemon)
         for key in ("healthCheckGracePeriodSeconds", "placementConstraints", "placementStrategy",
                     "propagateTags", "enableECSManagedTags", "enableExecuteCommand"):
             if key in params:
@@ -262,7 +297,9 @@ def delete_service(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[st
     with app.store.write() as conn:
         cluster = clusters.get_active(conn, scope, params.get("cluster"))
         doc = get_active(conn, scope, cluster, params["service"])
-        if doc["desiredCount"] > 0 and not params.get("force"):
+        # A daemon cannot be scaled to 0 first, so it needs no force (as in ECS).
+        if doc["desiredCount"] > 0 and not params.get("force") and \
+                doc["schedulingStrategy"] != "DAEMON":
             raise invalid_parameter("The service cannot be stopped while it is scaled above 0.")
         doc["desiredCount"] = 0
         doc["status"] = "DRAINING"

@@ -85,19 +85,41 @@ def _request_hash(params: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
+def check_launch_request(params: dict[str, Any], action: str) -> list[dict[str, str]]:
+    """Checks RunTask and StartTask share before touching the store; returns the tags."""
+    if len(params.get("startedBy", "")) > 128:
+        raise invalid_parameter("startedBy must be at most 128 characters.")
+    if params.get("propagateTags") == "SERVICE":
+        raise invalid_parameter(
+            f"The value SERVICE for propagateTags is not supported for {action}.")
+    tag_list = list(params.get("tags", []))
+    tags.validate(tag_list)
+    return tag_list
+
+
+def check_task_fits_request(task_def: dict[str, Any], params: dict[str, Any]) -> None:
+    _check_network(task_def, params)
+    _check_overrides(task_def, params.get("overrides", {}))
+
+
+def task_tags(conn: Connection, cluster: dict[str, Any], task_def: dict[str, Any],
+              params: dict[str, Any], tag_list: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The request's tags plus propagated and ECS-managed ones."""
+    if params.get("propagateTags") == "TASK_DEFINITION":
+        tag_list = tags.get(conn, task_def["taskDefinitionArn"]) + tag_list
+    if params.get("enableECSManagedTags"):
+        tag_list = [*tag_list, {"key": "aws:ecs:clusterName", "value": cluster["clusterName"]}]
+    return tag_list
+
+
 def run_task(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[str, Any]:
     count = params.get("count", 1)
     if not 1 <= count <= 10:
         raise invalid_parameter("count must be between 1 and 10.")
-    if len(params.get("startedBy", "")) > 128:
-        raise invalid_parameter("startedBy must be at most 128 characters.")
     token = params.get("clientToken")
     if token is not None and len(token) > 64:
         raise invalid_parameter("clientToken must be at most 64 characters.")
-    if params.get("propagateTags") == "SERVICE":
-        raise invalid_parameter("The value SERVICE for propagateTags is not supported for RunTask.")
-    tag_list = list(params.get("tags", []))
-    tags.validate(tag_list)
+    tag_list = check_launch_request(params, "RunTask")
     overrides = params.get("overrides", {})
     with app.store.write() as conn:
         if token is not None:
@@ -108,12 +130,8 @@ def run_task(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[str, Any
         task_def = taskdefs.get_for_launch(conn, scope, params["taskDefinition"])
         launch_type, provider = resolve_launch_type(cluster, params)
         check_launch_type(task_def, launch_type)
-        _check_network(task_def, params)
-        _check_overrides(task_def, overrides)
-        if params.get("propagateTags") == "TASK_DEFINITION":
-            tag_list = tags.get(conn, task_def["taskDefinitionArn"]) + tag_list
-        if params.get("enableECSManagedTags"):
-            tag_list.append({"key": "aws:ecs:clusterName", "value": cluster["clusterName"]})
+        check_task_fits_request(task_def, params)
+        tag_list = task_tags(conn, cluster, task_def, params, tag_list)
         docs, failures = launch_tasks(
             conn, scope, cluster, task_def, count=count, launch_type=launch_type,
             provider=provider, params=params, overrides=overrides,

@@ -17,8 +17,9 @@ from sqlalchemy import Connection, select
 
 from galley.app import Galley
 from galley.arns import Scope
-from galley.control import services, tags, tasks
+from galley.control import daemons, services, tags, tasks
 from galley.control.common import now
+from galley.control.daemons import DaemonHosts
 from galley.control.task_docs import RANK
 from galley.errors import ApiError
 from galley.scheduler.service_step import Plan, TaskView, add_events, step, task_stopped
@@ -27,6 +28,7 @@ from galley.store.db import loads
 
 log = logging.getLogger("galley.services")
 T = s.tasks
+INST = s.container_instances
 
 
 def run(app: Galley, stop: threading.Event, period: float = 0.5) -> None:
@@ -58,25 +60,46 @@ def reconcile_all(app: Galley) -> float | None:
     return min(wakes, default=None)
 
 
-def _views(conn: Connection, service: dict[str, Any]) -> list[TaskView]:
+def _views(conn: Connection, service: dict[str, Any], daemon: DaemonHosts | None
+           ) -> list[TaskView]:
+    """The service's unfinished tasks; those whose instance is DRAINING (or, for a daemon, left
+    its set of instances) are marked draining. A daemon task held on a DRAINING instance until
+    the replica tasks there are gone is left out, so nothing replaces or stops it yet."""
     rows = conn.execute(select(T.c.arn, T.c.started_by, T.c.last_status, T.c.desired_status,
-                               T.c.doc, T.c.spec).where(
+                               T.c.doc, T.c.spec, T.c.agent_id, INST.c.status.label("host"))
+                        .select_from(T.outerjoin(INST, INST.c.arn == T.c.agent_id)).where(
         T.c.cluster_arn == service["clusterArn"], T.c.service_name == service["serviceName"],
         T.c.last_status != "STOPPED"))
     views = []
     for r in rows:
+        if daemon is not None and r.agent_id in daemon.held:
+            continue
+        draining = r.agent_id not in daemon.eligible if daemon is not None else \
+            r.host in ("DRAINING", "INACTIVE")
         doc, spec = loads(r.doc), loads(r.spec)
         views.append(TaskView(
             arn=r.arn, deployment_id=r.started_by or "", last_status=r.last_status,
             desired_status=r.desired_status, health_status=doc.get("healthStatus", "UNKNOWN"),
             has_health_check=any(c.get("essential", True) and c.get("healthCheck")
                                  for c in spec["containers"]),
-            created_at=doc["createdAt"], started_at=doc.get("startedAt")))
+            created_at=doc["createdAt"], started_at=doc.get("startedAt"), draining=draining))
     return views
 
 
+def _daemon_hosts(conn: Connection, service: dict[str, Any]) -> DaemonHosts | None:
+    """For a DAEMON service, its instances; its desiredCount follows how many there are."""
+    if service["schedulingStrategy"] != "DAEMON":
+        return None
+    task_def = loads(conn.execute(select(s.task_definitions.c.doc).where(
+        s.task_definitions.c.arn == service["deployments"][0]["taskDefinition"])).one().doc)
+    hosts = daemons.hosts(conn, service, task_def)
+    if service["status"] == "ACTIVE":
+        service["desiredCount"] = len(hosts.eligible)
+    return hosts
+
+
 def _decide(app: Galley, conn: Connection, doc: dict[str, Any], at: float) -> tuple[Plan, bool]:
-    plan = step(doc, _views(conn, doc), at, app.settings.service)
+    plan = step(doc, _views(conn, doc, _daemon_hosts(conn, doc)), at, app.settings.service)
     added = add_events(doc, plan.events, at, uuid.uuid4)
     return plan, bool(plan.start or plan.stop or plan.changed or added)
 
@@ -124,13 +147,16 @@ def _apply(app: Galley, conn: Connection, service: dict[str, Any], plan: Plan, a
         task_def = loads(conn.execute(select(s.task_definitions.c.doc).where(
             s.task_definitions.c.arn == deployment["taskDefinition"])).one().doc)
         launch_type = deployment.get("launchType", "FARGATE")
+        constraints = service.get("placementConstraints", [])
+        if service["schedulingStrategy"] == "DAEMON":
+            constraints = [*constraints, daemons.DISTINCT_INSTANCE]
         try:
             docs, failures = tasks.launch_tasks(
                 conn, _scope(service), cluster, task_def, count=count, launch_type=launch_type,
                 provider=(deployment.get("capacityProviderStrategy") or [{}])[0].get(
                     "capacityProvider"),
                 params={"placementStrategy": service.get("placementStrategy", []),
-                        "placementConstraints": service.get("placementConstraints", [])},
+                        "placementConstraints": constraints},
                 overrides={}, group=f"service:{name}", started_by=deployment_id,
                 network_configuration=deployment.get("networkConfiguration"),
                 tag_list=_task_tags(conn, service, task_def), service_name=name)

@@ -342,3 +342,8 @@ def scale_in_order(
         if ranker.tasks[i] == 0:
             loaded.remove(i)
     return order
+
+
+def check_constraints(constraints: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Validate ECS-shaped placement constraints; returns the memberOf expressions (unparsed)."""
+    return _compile_constraints(constraints, lambda _expression, _candidate: True)[1]

@@ -3,7 +3,8 @@
     observe  -> which tasks are live, healthy, unhealthy, per deployment
     replace  -> stop tasks whose health checks failed (past the grace period)
     start    -> new PRIMARY tasks up to desiredCount, never above maximumPercent
-    stop     -> old-deployment tasks, never below minimumHealthyPercent healthy
+    stop     -> old-deployment tasks and tasks on DRAINING instances, never below
+                minimumHealthyPercent healthy (ones not yet RUNNING go at once)
     scale in -> PRIMARY tasks above desiredCount
     finish   -> drop drained deployments; COMPLETED and "steady state" when done
 
@@ -19,6 +20,7 @@ from typing import Any
 
 PENDING_STATES = ("PROVISIONING", "PENDING", "ACTIVATING")
 BACKOFF_EVENT_AFTER = 3  # consecutive launch failures before "unable to consistently start"
+DRAINING_REASON = "Container instance is being drained."
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class TaskView:
     has_health_check: bool  # an essential container defines a healthCheck
     created_at: float
     started_at: float | None = None
+    draining: bool = False  # its container instance is DRAINING (or left a daemon's set)
 
     @property
     def live(self) -> bool:
@@ -122,8 +125,10 @@ def step(service: dict[str, Any], tasks: list[TaskView], now: float, settings: S
     by_deployment: dict[str, list[TaskView]] = {}
     for t in live:
         by_deployment.setdefault(t.deployment_id, []).append(t)
-    primary_tasks = by_deployment.get(primary["id"], [])
-    old_tasks = [t for t in live if t.deployment_id != primary["id"]]
+    # A task on a DRAINING instance is replaced like an old-deployment task: it stops counting
+    # toward desiredCount at once, and stops itself once its replacement leaves room.
+    primary_tasks = [t for t in by_deployment.get(primary["id"], []) if not t.draining]
+    old_tasks = [t for t in live if t.deployment_id != primary["id"] or t.draining]
 
     # Start: fill the PRIMARY up to desiredCount within maximumPercent (all unfinished tasks,
     # including those still stopping, count toward the ceiling).
@@ -139,12 +144,13 @@ def step(service: dict[str, Any], tasks: list[TaskView], now: float, settings: S
     # the healthy count stays at or above the floor (a RUNNING task still settling waits).
     spare = len(healthy) - floor
     reason = f"Scaling activity initiated by (deployment {primary['id']})"
-    for t in sorted(old_tasks, key=lambda t: (t.last_status == "RUNNING", t.created_at)):
+    for t in sorted(old_tasks, key=lambda t: (t.last_status == "RUNNING", not t.draining,
+                                              t.created_at)):
         if t.last_status == "RUNNING" and desired > 0:
             if t.arn not in healthy or spare <= 0:
                 continue
             spare -= 1
-        plan.stop.append((t.arn, reason))
+        plan.stop.append((t.arn, DRAINING_REASON if t.draining else reason))
 
     # Scale in: PRIMARY above desiredCount; stop pending ones first, then the newest.
     extra = len(primary_tasks) - desired
@@ -178,8 +184,8 @@ def _finish(service: dict[str, Any], plan: Plan, tasks: list[TaskView],
         service["status"] = "INACTIVE"
         plan.changed = True
     primary_healthy = [t for t in by_deployment.get(primary["id"], [])
-                       if t.arn in healthy and t.arn not in stopping]
-    old_unfinished = any(t.deployment_id != primary["id"] for t in tasks)
+                       if t.arn in healthy and t.arn not in stopping and not t.draining]
+    old_unfinished = any(t.deployment_id != primary["id"] or t.draining for t in tasks)
     done = len(primary_healthy) == desired and not plan.start and not old_unfinished
     # Superseded deployments (a FAILED one too) stay listed until the PRIMARY is whole and
     # their last task has STOPPED; then they go, which is what ServicesStable waits for.
