@@ -1,7 +1,9 @@
 """How an agent talks to the control plane: read desired tasks, report what happened.
 
-The built-in FARGATE agent of `galley up` uses `LocalControlPlane` (same process, no network);
-a remote `galley agent` uses the same interface over the ECS API.
+The built-in FARGATE agent of `galley up` uses `LocalControlPlane` (same process, no network:
+reports go straight to `tasks.apply_agent_report`); a remote `galley agent` uses the same
+interface over the ECS API (`agent.remote`: DiscoverPollEndpoint, SubmitTaskStateChange,
+SubmitContainerStateChange, plus Galley's desired-state channel).
 """
 
 from __future__ import annotations

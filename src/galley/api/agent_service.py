@@ -1,4 +1,14 @@
-"""`GalleyAgent_v1`: the desired-state channel for `galley agent`, signed like any ECS call."""
+"""`GalleyAgent_v1`: what agents need beyond ECS's own agent calls, signed like any ECS call.
+
+- PollTasks: the desired-state channel (long poll; doubles as the heartbeat). Agents find it
+  with ECS's DiscoverPollEndpoint.
+- SubmitTaskHealthAndNetwork: the part of a task's state that ECS's SubmitTaskStateChange and
+  SubmitContainerStateChange have no members for: container healthStatus, the task's
+  connectivity and connectivityAt, and the awsvpc attachment's details (ENI id, MAC address,
+  private IP and DNS name). Amazon's agent hands these to ECS over its ACS/TACS channels, which
+  Galley does not speak; everything ECS's shapes can carry goes through them instead.
+- ReportTaskState: deprecated whole-report call (see agent_channel.report_task_state).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +16,7 @@ from typing import Any
 
 from galley.api.server import Service
 from galley.app import Galley
-from galley.control import agent_channel
+from galley.control import agent_channel, state_changes
 from galley.errors import ApiError
 
 TARGET_PREFIX = "GalleyAgent_v1"
@@ -14,6 +24,7 @@ TARGET_PREFIX = "GalleyAgent_v1"
 # operation -> required members and their JSON types
 _SHAPES: dict[str, dict[str, type]] = {
     "PollTasks": {"containerInstanceArn": str},
+    "SubmitTaskHealthAndNetwork": {"containerInstanceArn": str, "taskArn": str},
     "ReportTaskState": {"containerInstanceArn": str, "report": dict},
 }
 
@@ -40,5 +51,6 @@ def agent_service(app: Galley) -> Service:
 
     return Service(AgentModel(), {  # type: ignore[arg-type]
         "PollTasks": bind(agent_channel.poll_tasks),
+        "SubmitTaskHealthAndNetwork": bind(state_changes.submit_health_and_network),
         "ReportTaskState": bind(agent_channel.report_task_state),
     })

@@ -1,17 +1,21 @@
-"""The channel agents use besides the ECS API: long-poll for desired tasks, report state.
+"""The channel agents use besides the ECS API: long-poll for desired tasks.
 
-An agent is a container instance; polling doubles as its heartbeat (agentConnected).
+An agent finds the channel with ECS's DiscoverPollEndpoint (as Amazon's agent finds its ACS
+endpoint), then long-polls `GalleyAgent_v1.PollTasks` there; polling doubles as its heartbeat
+(agentConnected). State goes back through ECS's Submit* calls (control/state_changes.py).
 """
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from sqlalchemy import select, update
 
+from galley import arns
 from galley.app import Galley
 from galley.arns import Scope
-from galley.control import tasks
+from galley.control import clusters, tasks
 from galley.control.common import now
 from galley.errors import invalid_parameter
 from galley.store import schema as s
@@ -43,7 +47,50 @@ def poll_tasks(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[str, A
     return {"version": version, "tasks": tasks.desired_for_agent(app, arn)}
 
 
+def discover_poll_endpoint(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[str, Any]:
+    """DiscoverPollEndpoint: the URL of the desired-state channel, which is this server.
+
+    ECS answers three endpoints (agent communication, telemetry, Service Connect) and Amazon's
+    agent treats a missing one as an error; Galley serves whatever it has of each on the one
+    endpoint, so all three are that URL.
+    """
+    with app.store.read() as conn:
+        cluster = clusters.get_active(conn, scope, params.get("cluster"))
+        ref = params.get("containerInstance")
+        if ref:
+            arn = ref if arns.is_arn(ref) else \
+                scope.container_instance_arn(cluster["clusterName"], ref)
+            row = conn.execute(select(s.container_instances.c.status).where(
+                s.container_instances.c.arn == arn,
+                s.container_instances.c.cluster_arn == cluster["clusterArn"])).first()
+            if row is None or row.status == "INACTIVE":
+                raise invalid_parameter("The referenced container instance was not found.")
+    url = getattr(scope, "endpoint", "") or served_endpoint(app.settings.host, app.settings.port)
+    return {"endpoint": url, "telemetryEndpoint": url, "serviceConnectEndpoint": url}
+
+
+def served_endpoint(host: str, port: int) -> str:
+    """The URL of the address the server listens on.
+
+    DiscoverPollEndpoint should answer the URL the client used (its Host header); the API layer
+    does not hand that to operations yet (`Scope` has no `endpoint`), so this is the fallback.
+    A wildcard address is no URL anyone can use: the host's name stands in for it, and
+    `galley agent` falls back to the URL it was given when the answer does not connect.
+    """
+    if host in ("", "0.0.0.0", "::"):
+        host = socket.gethostname()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/"
+
+
 def report_task_state(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[str, Any]:
+    """`GalleyAgent_v1.ReportTaskState` {containerInstanceArn, report}: a whole agent report.
+
+    Deprecated: `galley agent` reports through SubmitTaskStateChange,
+    SubmitContainerStateChange and `SubmitTaskHealthAndNetwork`. Kept only until the simulated
+    fleet (agent/simulated.py) sends `agent.remote.wire_calls(...)` instead; remove it then.
+    """
     report = params["report"]
     row = None
     with app.store.read() as conn:
