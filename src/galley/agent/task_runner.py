@@ -139,6 +139,11 @@ class TaskRunner:
             self._adopt()
             if self._should_run():
                 self._start()
+                # A container can exit while its task starts (an inspect after the start saw
+                # it); its die event then changes nothing, so act on it here.
+                for state in self.containers.values():
+                    if state.status == "STOPPED" and state.started:
+                        self._after_change(state)
             if self._should_run():
                 self._report({"lastStatus": "RUNNING",
                               "containers": [c.change() for c in self.containers.values()]})

@@ -10,11 +10,14 @@ from galley.api.server import Request, Service
 from galley.app import Galley
 from galley.arns import Scope
 from galley.control import (
+    agent_channel,
     attributes,
+    capacity_providers,
     clusters,
     instances,
     services,
     start_task,
+    state_changes,
     tags,
     taskdefs,
     tasks,
@@ -29,6 +32,8 @@ OPERATIONS: dict[str, Operation] = {
     "UpdateCluster": clusters.update_cluster,
     "UpdateClusterSettings": clusters.update_cluster_settings,
     "DeleteCluster": clusters.delete_cluster,
+    "PutClusterCapacityProviders": capacity_providers.put_cluster_capacity_providers,
+    "DescribeCapacityProviders": capacity_providers.describe_capacity_providers,
     "RegisterTaskDefinition": taskdefs.register_task_definition,
     "DescribeTaskDefinition": taskdefs.describe_task_definition,
     "ListTaskDefinitions": taskdefs.list_task_definitions,
@@ -49,6 +54,9 @@ OPERATIONS: dict[str, Operation] = {
     "ListContainerInstances": instances.list_container_instances,
     "DeregisterContainerInstance": instances.deregister_container_instance,
     "UpdateContainerInstancesState": instances.update_container_instances_state,
+    "DiscoverPollEndpoint": agent_channel.discover_poll_endpoint,
+    "SubmitTaskStateChange": state_changes.submit_task_state_change,
+    "SubmitContainerStateChange": state_changes.submit_container_state_change,
     "StartTask": start_task.start_task,
     "PutAttributes": attributes.put_attributes,
     "DeleteAttributes": attributes.delete_attributes,

@@ -191,9 +191,9 @@ def create_service(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[st
             raise invalid_parameter("Creation of service was not idempotent.")
         if existing is not None and existing.status == "DRAINING":
             raise invalid_parameter("Unable to Start a service that is still Draining.")
-        launch_type, _provider = tasks.resolve_launch_type(cluster, params)
+        launch_type, providers = tasks.resolve_launch_type(cluster, params)
         daemon = strategy == "DAEMON"
-        if daemon and (launch_type == "FARGATE" or params.get("capacityProviderStrategy")):
+        if daemon and (launch_type == "FARGATE" or providers):
             raise invalid_parameter(
                 "The daemon scheduling strategy is supported only with the EC2 and EXTERNAL "
                 "launch types. Specify one of them and try again.")
@@ -219,8 +219,8 @@ def create_service(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[st
             "enableExecuteCommand": params.get("enableExecuteCommand", False),
             "healthCheckGracePeriodSeconds": params.get("healthCheckGracePeriodSeconds", 0),
         }
-        if params.get("capacityProviderStrategy"):
-            doc["capacityProviderStrategy"] = params["capacityProviderStrategy"]
+        if providers:  # the request's, or the cluster's default strategy (kept as it was)
+            doc["capacityProviderStrategy"] = providers
             doc.pop("launchType")
         if launch_type == "FARGATE":
             doc["platformVersion"] = params.get("platformVersion", "LATEST")
@@ -268,6 +268,14 @@ def update_service(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[st
             raise ApiError("UnsupportedFeatureException",
                            "Galley does not support load balancers or service registries yet.")
         redeploy = bool(params.get("forceNewDeployment"))
+        if params.get("capacityProviderStrategy"):
+            if daemon:
+                raise invalid_parameter("The daemon scheduling strategy does not support "
+                                        "capacity provider strategies.")
+            _, providers = tasks.resolve_launch_type(
+                cluster, {"capacityProviderStrategy": params["capacityProviderStrategy"]})
+            params = {**params, "capacityProviderStrategy": providers}
+            doc.pop("launchType", None)
         for key in ("networkConfiguration", "platformVersion", "capacityProviderStrategy"):
             if key in params and params[key] != doc.get(key):
                 doc[key] = params[key]

@@ -206,7 +206,7 @@ def apply_report(
             doc["desiredStatus"] = "STOPPED"
         if status == "STOPPED":
             doc["stoppedAt"] = at
-            doc.setdefault("executionStoppedAt", at)
+            doc.setdefault("executionStoppedAt", report.get("executionStoppedAt") or at)
             doc["desiredStatus"] = "STOPPED"
     for key in _TIMESTAMPS:
         if key in report and key not in doc:

@@ -22,12 +22,12 @@ from galley.control.task_docs import apply_report, new_task
 from galley.control.taskdef_rules import check_launch_type
 from galley.errors import ApiError, invalid_parameter
 from galley.jsondoc import RawJson
+from galley.scheduler import capacity
 from galley.store import schema as s
 from galley.store.db import dumps, loads
 
 T = s.tasks
 LAUNCH_TYPES_WITH_FARGATE_CAPACITY = {"FARGATE"}
-FARGATE_PROVIDERS = {"FARGATE", "FARGATE_SPOT"}
 
 # Placement for EC2/EXTERNAL arrives with container instances: a function
 # (conn, scope, cluster_doc, task_def, count, params, launch_type) -> (agent ids, failures).
@@ -35,8 +35,10 @@ Placer = Callable[..., tuple[list[str | None], list[dict[str, Any]]]]
 PLACERS: dict[str, Placer] = {}
 
 
-def resolve_launch_type(cluster: dict[str, Any], params: dict[str, Any]) -> tuple[str, str | None]:
-    """(launchType, capacityProviderName) by ECS's precedence."""
+def resolve_launch_type(cluster: dict[str, Any], params: dict[str, Any]
+                        ) -> tuple[str, list[dict[str, Any]]]:
+    """(launchType, capacity provider strategy) by ECS's precedence: the request's launchType,
+    else its strategy, else the cluster's default strategy, else EC2."""
     strategy = params.get("capacityProviderStrategy")
     if params.get("launchType") and strategy:
         raise invalid_parameter(
@@ -44,14 +46,17 @@ def resolve_launch_type(cluster: dict[str, Any], params: dict[str, Any]) -> tupl
             "Remove one and try again."
         )
     if params.get("launchType"):
-        return params["launchType"], None
+        return params["launchType"], []
+    default = not strategy
     strategy = strategy or cluster.get("defaultCapacityProviderStrategy") or []
-    if strategy:
-        first = strategy[0]["capacityProvider"]
-        if first in FARGATE_PROVIDERS:
-            return "FARGATE", first
-        raise invalid_parameter(f"The specified capacity provider {first} was not found.")
-    return "EC2", None
+    if not strategy:
+        return "EC2", []
+    try:
+        capacity.check_strategy(strategy, cluster.get("capacityProviders", []), default=default)
+    except capacity.StrategyError as e:
+        raise invalid_parameter(str(e)) from None
+    # Only the built-in FARGATE providers can be associated with a cluster.
+    return "FARGATE", [{"base": 0, "weight": 0, **item} for item in strategy]
 
 
 def _check_network(task_def: dict[str, Any], params: dict[str, Any]) -> None:
@@ -128,16 +133,22 @@ def run_task(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[str, Any
                 return replay
         cluster = clusters.get_active(conn, scope, params.get("cluster"))
         task_def = taskdefs.get_for_launch(conn, scope, params["taskDefinition"])
-        launch_type, provider = resolve_launch_type(cluster, params)
+        launch_type, strategy = resolve_launch_type(cluster, params)
         check_launch_type(task_def, launch_type)
         check_task_fits_request(task_def, params)
         tag_list = task_tags(conn, cluster, task_def, params, tag_list)
-        docs, failures = launch_tasks(
-            conn, scope, cluster, task_def, count=count, launch_type=launch_type,
-            provider=provider, params=params, overrides=overrides,
-            group=params.get("group") or f"family:{task_def['family']}",
-            started_by=params.get("startedBy"),
-            network_configuration=params.get("networkConfiguration"), tag_list=tag_list)
+        shares: dict[str | None, int] = dict(capacity.split(strategy, count)) if strategy \
+            else {None: count}
+        docs, failures = [], []
+        for provider, n in shares.items():
+            placed, missed = launch_tasks(
+                conn, scope, cluster, task_def, count=n, launch_type=launch_type,
+                provider=provider, params=params, overrides=overrides,
+                group=params.get("group") or f"family:{task_def['family']}",
+                started_by=params.get("startedBy"),
+                network_configuration=params.get("networkConfiguration"), tag_list=tag_list)
+            docs += placed
+            failures += missed
         created = docs[0]["createdAt"] if docs else now()
         result = {"tasks": docs, "failures": failures}
         if token is not None:

@@ -11,6 +11,7 @@ import copy
 import logging
 import threading
 import uuid
+from collections import Counter
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -22,6 +23,7 @@ from galley.control.common import now
 from galley.control.daemons import DaemonHosts
 from galley.control.task_docs import RANK
 from galley.errors import ApiError
+from galley.scheduler.capacity import split
 from galley.scheduler.service_step import Plan, TaskView, add_events, step, task_stopped
 from galley.store import schema as s
 from galley.store.db import loads
@@ -151,15 +153,18 @@ def _apply(app: Galley, conn: Connection, service: dict[str, Any], plan: Plan, a
         if service["schedulingStrategy"] == "DAEMON":
             constraints = [*constraints, daemons.DISTINCT_INSTANCE]
         try:
-            docs, failures = tasks.launch_tasks(
-                conn, _scope(service), cluster, task_def, count=count, launch_type=launch_type,
-                provider=(deployment.get("capacityProviderStrategy") or [{}])[0].get(
-                    "capacityProvider"),
-                params={"placementStrategy": service.get("placementStrategy", []),
-                        "placementConstraints": constraints},
-                overrides={}, group=f"service:{name}", started_by=deployment_id,
-                network_configuration=deployment.get("networkConfiguration"),
-                tag_list=_task_tags(conn, service, task_def), service_name=name)
+            docs, failures = [], []
+            for provider, n in _provider_shares(conn, service, deployment, count).items():
+                placed, missed = tasks.launch_tasks(
+                    conn, _scope(service), cluster, task_def, count=n, launch_type=launch_type,
+                    provider=provider,
+                    params={"placementStrategy": service.get("placementStrategy", []),
+                            "placementConstraints": constraints},
+                    overrides={}, group=f"service:{name}", started_by=deployment_id,
+                    network_configuration=deployment.get("networkConfiguration"),
+                    tag_list=_task_tags(conn, service, task_def), service_name=name)
+                docs += placed
+                failures += missed
         except ApiError as e:
             events.append(f"(service {name}) was unable to place a task because no container "
                           f"instance met all of its requirements. Reason: {e.message}")
@@ -175,6 +180,21 @@ def _apply(app: Galley, conn: Connection, service: dict[str, Any], plan: Plan, a
                 f"all of its requirements. The closest matching container-instance "
                 f"{closest['arn'].rsplit('/', 1)[1]} encountered error \"{closest['reason']}\".")
     return events
+
+
+def _provider_shares(conn: Connection, service: dict[str, Any], deployment: dict[str, Any],
+                     count: int) -> dict[str | None, int]:
+    """New tasks per capacity provider: by the deployment's strategy, counting the tasks each
+    provider already runs for it (no strategy: all on the launch type, no provider)."""
+    strategy = deployment.get("capacityProviderStrategy")
+    if not strategy:
+        return {None: count}
+    existing: Counter[str] = Counter()
+    for (doc,) in conn.execute(select(T.c.doc).where(
+            T.c.cluster_arn == service["clusterArn"], T.c.service_name == service["serviceName"],
+            T.c.started_by == deployment["id"], T.c.desired_status == "RUNNING")):
+        existing[loads(doc).get("capacityProviderName", "")] += 1
+    return dict(split(strategy, count, existing))
 
 
 def _scope(service: dict[str, Any]) -> Scope:
