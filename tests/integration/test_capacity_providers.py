@@ -68,6 +68,21 @@ def test_a_strategy_needs_providers_associated_with_the_cluster(ecs: Any, cluste
     assert shown["capacityProviders"] == [] and shown["defaultCapacityProviderStrategy"] == []
 
 
+def test_create_cluster_with_providers_and_a_default_strategy(ecs: Any) -> None:
+    created = ecs.create_cluster(clusterName="cp-created", capacityProviders=["FARGATE_SPOT"],
+                                 defaultCapacityProviderStrategy=[
+                                     {"capacityProvider": "FARGATE_SPOT", "weight": 2}])["cluster"]
+    assert created["capacityProviders"] == ["FARGATE_SPOT"]
+    assert created["defaultCapacityProviderStrategy"] == [
+        {"capacityProvider": "FARGATE_SPOT", "weight": 2, "base": 0}]
+    code, message = error_of(ecs.create_cluster, clusterName="cp-bad",
+                             defaultCapacityProviderStrategy=[
+                                 {"capacityProvider": "FARGATE", "weight": 1}])
+    assert (code, message) == ("InvalidParameterException", NOT_ASSOCIATED)
+    assert ecs.describe_clusters(clusters=["cp-bad"])["failures"][0]["reason"] == "MISSING"
+    ecs.delete_cluster(cluster="cp-created")
+
+
 def test_run_task_splits_by_base_and_weight(ecs: Any, cluster: str) -> None:
     td = sleeper_td(ecs, "cp-split")
     shown = associate(ecs, cluster, [])

@@ -1,4 +1,15 @@
-"""Clusters: create (idempotent), describe with derived counts, list, update, delete."""
+"""Clusters: create (idempotent), describe with derived counts, list, update, delete.
+
+DescribeClusters answers are derived from several tables (the cluster row, live task counts, the
+services and container instances that later modules count through `COUNTERS`). Computing them
+costs a handful of queries, so each cluster's answer is kept, encoded, in `_ANSWERS` under the
+store generation read before computing it (`Store.generation()`), and reused only while the
+generation is unchanged: any commit, through `Store.write()` or by another connection to the
+SQLite file, makes every kept answer stale, so every answer still reflects every write. This
+holds only while an answer is a function of the store's content alone: a field computed from
+the clock (or anything else outside the store) must not be added to `_present` without taking
+it out of the cache.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +22,12 @@ from galley import arns
 from galley.app import Galley
 from galley.arns import Scope
 from galley.control import tags
-from galley.control.common import describe_each, now, paginate, with_token
+from galley.control.common import now, paginate, with_token
 from galley.errors import ApiError, cluster_not_found, invalid_parameter
+from galley.jsondoc import RawJson
+from galley.scheduler import capacity
 from galley.store import schema as s
-from galley.store.db import dumps, loads
+from galley.store.db import dumps, generation_of, loads
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 PENDING_STATES = ("PROVISIONING", "PENDING", "ACTIVATING")
@@ -27,15 +40,24 @@ def cluster_arn_for(scope: Scope, ref: str | None) -> str:
 
 
 def get_active(conn: Connection, scope: Scope, ref: str | None) -> dict[str, Any]:
-    """The ACTIVE cluster a request names (name or ARN, default "default"), else ClusterNotFound."""
-    row = conn.execute(
-        select(s.clusters.c.doc, s.clusters.c.status).where(
-            s.clusters.c.arn == cluster_arn_for(scope, ref)
-        )
-    ).first()
-    if row is None or row.status != "ACTIVE":
+    """The ACTIVE cluster a request names (name or ARN, default "default"), else ClusterNotFound.
+
+    Nearly every call names a cluster, so its row (status, document) is kept in `_ROWS` under
+    the store generation, like DescribeClusters' answers; never inside a write transaction that
+    has changed something (see `generation_of`). The document is decoded afresh every time."""
+    arn = cluster_arn_for(scope, ref)
+    generation = generation_of(conn)  # before reading: a later commit makes it stale
+    row = _ROWS.get(generation, arn)
+    if row is None:
+        found = conn.execute(
+            select(s.clusters.c.status, s.clusters.c.doc).where(s.clusters.c.arn == arn)
+        ).first()
+        row = (found.status, found.doc) if found is not None else (None, None)
+        _ROWS.put(generation, arn, row)
+    status, doc = row
+    if status != "ACTIVE":
         raise cluster_not_found()
-    return loads(row.doc)
+    return loads(doc)
 
 
 def _counts(conn: Connection, cluster_arns: list[str]) -> dict[str, dict[str, int]]:
@@ -80,7 +102,9 @@ def _new_doc(scope: Scope, name: str, params: dict[str, Any]) -> dict[str, Any]:
         "status": "ACTIVE",
         "settings": params.get("settings") or list(DEFAULT_SETTINGS),
         "capacityProviders": params.get("capacityProviders", []),
-        "defaultCapacityProviderStrategy": params.get("defaultCapacityProviderStrategy", []),
+        "defaultCapacityProviderStrategy": [
+            {"base": 0, "weight": 0, **item}
+            for item in params.get("defaultCapacityProviderStrategy", [])],
         **({"configuration": params["configuration"]} if "configuration" in params else {}),
         **(
             {"serviceConnectDefaults": params["serviceConnectDefaults"]}
@@ -100,6 +124,11 @@ def create_cluster(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[st
     tag_list = params.get("tags", [])
     tags.validate(tag_list)
     _check_settings(params.get("settings", []))
+    try:
+        capacity.check_cluster(params.get("capacityProviders") or [],
+                               params.get("defaultCapacityProviderStrategy") or [])
+    except capacity.StrategyError as e:
+        raise invalid_parameter(str(e)) from None
     arn = scope.cluster_arn(name)
     with app.store.write() as conn:
         row = conn.execute(
@@ -123,12 +152,64 @@ def create_cluster(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[st
         return {"cluster": _present(doc, counts, tags.get(conn, arn))}
 
 
+class AnswerCache:
+    """Values computed from the store, kept while the store's generation is unchanged.
+
+    Only for values that are a function of the store's content (not of the clock). `get` and
+    `put` take the generation the caller read *before* reading the store; a None generation (the
+    store cannot tell) caches nothing. Entries of an older generation are
+    dropped as a whole when a newer one is put. Thread-safe: the state is one tuple, swapped.
+    """
+
+    def __init__(self, limit: int = 4096) -> None:
+        self.limit = limit
+        self._state: tuple[Any, dict[Any, Any]] = (None, {})
+
+    def get(self, generation: Any, key: Any) -> Any:
+        held, entries = self._state
+        if generation is None or generation != held:
+            return None
+        return entries.get(key)
+
+    def put(self, generation: Any, key: Any, value: Any) -> None:
+        if generation is None:
+            return
+        held, entries = self._state
+        if generation != held:
+            self._state = (generation, {key: value})
+        elif len(entries) < self.limit:
+            entries[key] = value
+
+
+_ANSWERS = AnswerCache()  # (cluster ARN, with tags) -> encoded DescribeClusters answer
+_ROWS = AnswerCache()  # cluster ARN -> (status, document) of its row, (None, None) if none
+_MISSING: Any = object()  # kept for an ARN no cluster has: a MISSING failure
+
+
 def describe_clusters(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[str, Any]:
     refs = params.get("clusters") or ["default"]
     if len(refs) > 100:
         raise invalid_parameter("At most 100 clusters can be described at once.")
-    include = set(params.get("include", []))
-    wanted = [cluster_arn_for(scope, r) for r in refs]
+    with_tags = "TAGS" in params.get("include", [])
+    wanted = list(dict.fromkeys(cluster_arn_for(scope, r) for r in refs))
+    generation = app.store.generation()  # before reading: a later commit makes it stale
+    found = [_ANSWERS.get(generation, (arn, with_tags)) for arn in wanted]
+    if None in found:
+        found = _describe_from_store(app, wanted, with_tags)
+        for arn, answer in zip(wanted, found, strict=True):
+            _ANSWERS.put(generation, (arn, with_tags), answer)
+    clusters: list[Any] = []
+    failures: list[dict[str, str]] = []
+    for arn, answer in zip(wanted, found, strict=True):
+        if answer is _MISSING:
+            failures.append({"arn": arn, "reason": "MISSING"})
+        else:
+            clusters.append(answer)
+    return {"clusters": clusters, "failures": failures}
+
+
+def _describe_from_store(app: Galley, wanted: list[str], with_tags: bool) -> list[Any]:
+    """Each wanted cluster's Describe answer, encoded, or _MISSING."""
     with app.store.read() as conn:
         rows = {
             r.arn: loads(r.doc)
@@ -137,9 +218,12 @@ def describe_clusters(app: Galley, scope: Scope, params: dict[str, Any]) -> dict
             )
         }
         counts = _counts(conn, list(rows))
-        clusters, failures = describe_each(wanted, rows, lambda arn, doc: _present(
-            doc, counts[arn], tags.get(conn, arn) if "TAGS" in include else None))
-    return {"clusters": clusters, "failures": failures}
+        return [
+            RawJson(dumps(_present(rows[arn], counts[arn],
+                                   tags.get(conn, arn) if with_tags else None)))
+            if arn in rows else _MISSING
+            for arn in wanted
+        ]
 
 
 def list_clusters(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[str, Any]:
