@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _ARN = re.compile(r"^arn:aws[a-z-]*:ecs:([a-z0-9-]+):(\d{12}):(.+)$")
 
@@ -15,6 +15,8 @@ class Scope:
 
     region: str
     account: str
+    # The URL the client reached Galley at (from its Host header), for DiscoverPollEndpoint.
+    endpoint: str = field(default="", compare=False)
 
     def arn(self, resource: str) -> str:
         return f"arn:aws:ecs:{self.region}:{self.account}:{resource}"

@@ -96,8 +96,10 @@ class Router:
                     "UnsupportedFeatureException",
                     f"Galley does not implement {operation} yet.",
                 )
-            req = Request(Scope(signed.region, self.account_id), signed.access_key, operation,
-                          request_id)
+            host = headers.get("Host") or ""
+            scope = Scope(signed.region, self.account_id,
+                          endpoint=f"http://{host}/" if host else "")
+            req = Request(scope, signed.access_key, operation, request_id)
             return 200, handler(req, params), request_id
         except ApiError as e:
             return e.status, {"__type": e.code, "message": e.message}, request_id

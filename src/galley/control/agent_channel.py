@@ -65,15 +65,15 @@ def discover_poll_endpoint(app: Galley, scope: Scope, params: dict[str, Any]) ->
                 s.container_instances.c.cluster_arn == cluster["clusterArn"])).first()
             if row is None or row.status == "INACTIVE":
                 raise invalid_parameter("The referenced container instance was not found.")
-    url = getattr(scope, "endpoint", "") or served_endpoint(app.settings.host, app.settings.port)
+    url = scope.endpoint or served_endpoint(app.settings.host, app.settings.port)
     return {"endpoint": url, "telemetryEndpoint": url, "serviceConnectEndpoint": url}
 
 
 def served_endpoint(host: str, port: int) -> str:
     """The URL of the address the server listens on.
 
-    DiscoverPollEndpoint should answer the URL the client used (its Host header); the API layer
-    does not hand that to operations yet (`Scope` has no `endpoint`), so this is the fallback.
+    DiscoverPollEndpoint answers the URL the client used (its Host header, `Scope.endpoint`);
+    this is the fallback for a request without one.
     A wildcard address is no URL anyone can use: the host's name stands in for it, and
     `galley agent` falls back to the URL it was given when the answer does not connect.
     """
