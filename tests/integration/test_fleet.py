@@ -259,6 +259,29 @@ def test_start_task_runs_on_the_named_instance(ecs: Any, three: tuple[str, list[
     assert refused["failures"] == [{"arn": arns[0], "reason": "RESOURCE:MEMORY"}]
 
 
+def test_scale_in_follows_binpack(ecs: Any, three: tuple[str, list[str]]) -> None:
+    """Binpack scales in where the most memory is left afterwards, not the newest task."""
+    cluster, arns = three
+    binpack = [{"type": "binpack", "field": "memory"}]
+    ecs.create_service(cluster=cluster, serviceName="packed", taskDefinition="sleeper",
+                       desiredCount=1, launchType="EC2", placementStrategy=binpack)
+    first = wait_running(ecs, cluster, 1, serviceName="packed")[0]
+    other = next(a for a in arns if a != first["containerInstanceArn"])
+    register_sleeper(ecs, "ballast", memory=300)
+    ecs.start_task(cluster=cluster, taskDefinition="ballast", containerInstances=[other])
+    ecs.update_service(cluster=cluster, service="packed", desiredCount=2)
+    newest = next(t for t in wait_running(ecs, cluster, 2, serviceName="packed")
+                  if t["taskArn"] != first["taskArn"])
+    assert newest["containerInstanceArn"] == other  # the fuller host, by binpack
+    # Once both count as healthy (a task still settling would be the first to go anyway):
+    wait_for(lambda: "steady state" in service(ecs, cluster, "packed")["events"][0]["message"],
+             timeout=30)
+    ecs.update_service(cluster=cluster, service="packed", desiredCount=1)
+    wait_task_status(ecs, cluster, first["taskArn"], "STOPPED")
+    assert [t["taskArn"] for t in wait_running(ecs, cluster, 1, serviceName="packed")] == [
+        newest["taskArn"]]
+
+
 # ---- draining ------------------------------------------------------------------------------------
 
 def test_draining_moves_service_tasks_and_leaves_standalone_ones(

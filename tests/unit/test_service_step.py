@@ -18,7 +18,7 @@ import copy
 import itertools
 import random
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -272,6 +272,15 @@ def test_old_tasks_that_never_ran_are_stopped_freely_and_first() -> None:
     plan = step(service, tasks, NOW, S)
     # floor 2 and only 2 healthy: the RUNNING ones stay, the pending ones go
     assert stops(plan) == {arn(1): scaling("ecs-svc/2"), arn(2): scaling("ecs-svc/2")}
+
+
+def test_scale_in_follows_the_placement_rank_before_age() -> None:
+    service = make_service(1)
+    complete(service)
+    tasks = [replace(tv(1), scale_in_rank=2), replace(tv(2), scale_in_rank=0),
+             replace(tv(3), scale_in_rank=1), tv(4, status="PENDING")]
+    plan = step(service, tasks, NOW, S)
+    assert [a for a, _ in plan.stop] == [arn(4), arn(2), arn(3)]
 
 
 # ---- tasks on DRAINING container instances ------------------------------------------------------

@@ -7,7 +7,6 @@
   connectivity and connectivityAt, and the awsvpc attachment's details (ENI id, MAC address,
   private IP and DNS name). Amazon's agent hands these to ECS over its ACS/TACS channels, which
   Galley does not speak; everything ECS's shapes can carry goes through them instead.
-- ReportTaskState: deprecated whole-report call (see agent_channel.report_task_state).
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ TARGET_PREFIX = "GalleyAgent_v1"
 _SHAPES: dict[str, dict[str, type]] = {
     "PollTasks": {"containerInstanceArn": str},
     "SubmitTaskHealthAndNetwork": {"containerInstanceArn": str, "taskArn": str},
-    "ReportTaskState": {"containerInstanceArn": str, "report": dict},
 }
 
 
@@ -52,5 +50,4 @@ def agent_service(app: Galley) -> Service:
     return Service(AgentModel(), {  # type: ignore[arg-type]
         "PollTasks": bind(agent_channel.poll_tasks),
         "SubmitTaskHealthAndNetwork": bind(state_changes.submit_health_and_network),
-        "ReportTaskState": bind(agent_channel.report_task_state),
     })

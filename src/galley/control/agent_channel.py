@@ -84,24 +84,6 @@ def served_endpoint(host: str, port: int) -> str:
     return f"http://{host}:{port}/"
 
 
-def report_task_state(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[str, Any]:
-    """`GalleyAgent_v1.ReportTaskState` {containerInstanceArn, report}: a whole agent report.
-
-    Deprecated: `galley agent` reports through SubmitTaskStateChange,
-    SubmitContainerStateChange and `SubmitTaskHealthAndNetwork`. Kept only until the simulated
-    fleet (agent/simulated.py) sends `agent.remote.wire_calls(...)` instead; remove it then.
-    """
-    report = params["report"]
-    row = None
-    with app.store.read() as conn:
-        row = conn.execute(select(s.tasks.c.agent_id).where(
-            s.tasks.c.arn == report.get("taskArn"))).first()
-    if row is None or row.agent_id != params["containerInstanceArn"]:
-        raise invalid_parameter("The task is not assigned to this container instance.")
-    tasks.apply_agent_report(app, report)
-    return {}
-
-
 def mark_disconnected(app: Galley, silent_since: float) -> int:
     """Show agents that have not polled since `silent_since` as disconnected (placement then
     reports AGENT for them); their next poll connects them again."""

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, insert, select, update
 from galley import arns
 from galley.app import Galley
 from galley.arns import Scope
-from galley.control import clusters, tags, tasks
+from galley.control import clusters, fleet, tags, tasks
 from galley.control.common import describe_each, now, paginate, with_token
 from galley.errors import ApiError, invalid_parameter
 from galley.scheduler import query as query_language
@@ -26,7 +26,6 @@ from galley.scheduler.query import Subject
 from galley.scheduler.resources import (
     DEFAULT_RESERVED_PORTS,
     Capacity,
-    registered_capacity,
     remaining_resources,
     task_need,
 )
@@ -43,28 +42,12 @@ def _instance_arn(scope: Scope, cluster: dict[str, Any], ref: str) -> str:
     return scope.container_instance_arn(cluster["clusterName"], ref)
 
 
-def spec_need_doc(spec: dict[str, Any]) -> dict[str, Any]:
-    """A task spec in the task-definition shape `task_need` reads."""
-    return {"containerDefinitions": spec["containers"], "cpu": spec.get("cpu"),
-            "memory": spec.get("memory"), "networkMode": spec.get("networkMode", "bridge")}
+spec_need_doc = fleet.spec_need_doc
 
 
 def _capacities(conn: Connection, rows: list[Any]) -> dict[str, tuple[Capacity, int, int]]:
     """instance ARN -> (remaining capacity, running count, pending count)."""
-    out: dict[str, tuple[Capacity, int, int]] = {}
-    for row in rows:
-        doc = loads(row.doc)
-        out[row.arn] = (registered_capacity(doc["registeredResources"]), 0, 0)
-    if not out:
-        return out
-    live = conn.execute(select(s.tasks.c.agent_id, s.tasks.c.last_status, s.tasks.c.spec).where(
-        s.tasks.c.agent_id.in_(list(out)), s.tasks.c.last_status != "STOPPED"))
-    for agent_id, status, spec in live:
-        cap, running, pending = out[agent_id]
-        cap.take(task_need(spec_need_doc(loads(spec))))
-        out[agent_id] = (cap, running + (status == "RUNNING"),
-                         pending + (status in clusters.PENDING_STATES))
-    return out
+    return {arn: (u.capacity, u.running, u.pending) for arn, u in fleet.usage(conn, rows).items()}
 
 
 def _present(row: Any, usage: tuple[Capacity, int, int]) -> dict[str, Any]:
@@ -158,20 +141,8 @@ def describe_container_instances(app: Galley, scope: Scope, params: dict[str, An
 
 def _subjects(conn: Connection, rows: list[Any]) -> dict[str, Subject]:
     """What the cluster query language sees of each instance."""
-    groups = _group_counts(conn, rows)
-    usage = _capacities(conn, rows)
-    out = {}
-    for row in rows:
-        doc = loads(row.doc)
-        out[row.arn] = Subject(
-            attributes={a["name"]: a.get("value") for a in doc.get("attributes", [])},
-            ec2_instance_id=doc["ec2InstanceId"],
-            agent_connected=bool(row.agent_connected),
-            agent_version=doc.get("versionInfo", {}).get("agentVersion", ""),
-            registered_at=row.registered_at,
-            running_tasks_count=usage[row.arn][1],
-            task_groups=frozenset(groups[row.arn]))
-    return out
+    usage = fleet.usage(conn, rows)
+    return {row.arn: fleet.subject(row, usage[row.arn]) for row in rows}
 
 
 def list_container_instances(app: Galley, scope: Scope, params: dict[str, Any]
@@ -262,19 +233,23 @@ def place(conn: Connection, scope: Scope, cluster: dict[str, Any], task_def: dic
                                            INST.c.status != "INACTIVE")).all()
     if not rows:
         raise invalid_parameter("No Container Instances were found in your cluster.")
-    usage = _capacities(conn, rows)
-    subjects, groups = _subjects(conn, rows), _group_counts(conn, rows)
-    candidates = [Candidate(arn=r.arn, status=r.status, agent_connected=bool(r.agent_connected),
-                            capacity=usage[r.arn][0], attributes=dict(subjects[r.arn].attributes),
-                            host=subjects[r.arn].ec2_instance_id, groups=groups[r.arn])
-                  for r in rows]
+    usage = fleet.usage(conn, rows)
+    by_arn = {r.arn: r for r in rows}
+    candidates = []
+    for r in rows:
+        f = fleet.facts(r)
+        candidates.append(Candidate(
+            arn=r.arn, status=r.status, agent_connected=bool(r.agent_connected),
+            capacity=usage[r.arn].capacity, attributes=f.attributes, host=f.ec2_instance_id,
+            groups=usage[r.arn].groups))
     queries: dict[str, query_language.Query] = {}
 
     def member_of(expression: str, candidate: Candidate) -> bool:
         if expression not in queries:
             queries[expression] = query_language.parse(expression)
-        live = frozenset(g for g, n in candidate.groups.items() if n > 0)
-        subject = replace(subjects[candidate.arn], task_groups=live,
+        # As placement goes, the tasks placed so far count (as running) on their instances.
+        subject = replace(fleet.subject(by_arn[candidate.arn], usage[candidate.arn]),
+                          task_groups=frozenset(g for g, n in candidate.groups.items() if n > 0),
                           running_tasks_count=sum(candidate.groups.values()))
         return queries[expression].matches(subject)
 
@@ -291,11 +266,7 @@ def place(conn: Connection, scope: Scope, cluster: dict[str, Any], task_def: dic
 
 
 def _group_counts(conn: Connection, rows: list[Any]) -> dict[str, Counter[str]]:
-    counts: dict[str, Counter[str]] = {row.arn: Counter() for row in rows}
-    for agent_id, doc in conn.execute(select(s.tasks.c.agent_id, s.tasks.c.doc).where(
-            s.tasks.c.agent_id.in_(list(counts)), s.tasks.c.last_status != "STOPPED")):
-        counts[agent_id][loads(doc).get("group", "")] += 1
-    return counts
+    return {arn: u.groups for arn, u in fleet.usage(conn, rows).items()}
 
 
 def _count_instances(conn: Connection, cluster_arns: list[str]) -> list[tuple[str, str, int]]:

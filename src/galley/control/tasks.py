@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from galley import arns
 from galley.app import FARGATE_AGENT_ID, Galley
@@ -137,8 +137,9 @@ def run_task(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[str, Any
         check_launch_type(task_def, launch_type)
         check_task_fits_request(task_def, params)
         tag_list = task_tags(conn, cluster, task_def, params, tag_list)
-        shares: dict[str | None, int] = dict(capacity.split(strategy, count)) if strategy \
-            else {None: count}
+        shares: dict[str | None, int] = {None: count}
+        if strategy:
+            shares = {name: n for name, n in capacity.split(strategy, count).items()}
         docs, failures = [], []
         for provider, n in shares.items():
             placed, missed = launch_tasks(
@@ -181,7 +182,7 @@ def launch_tasks(conn: Connection, scope: Scope, cluster: dict[str, Any],
     else:
         raise invalid_parameter("No Container Instances were found in your cluster.")
     created = now()
-    docs = []
+    docs, rows = [], []
     for agent_id in agent_ids:
         doc, spec = new_task(
             scope, cluster_arn=cluster["clusterArn"], cluster_name=cluster["clusterName"],
@@ -190,10 +191,24 @@ def launch_tasks(conn: Connection, scope: Scope, cluster: dict[str, Any],
             capacity_provider=provider, created_at=created)
         if launch_type not in LAUNCH_TYPES_WITH_FARGATE_CAPACITY:
             doc["containerInstanceArn"] = agent_id
-        insert_task(conn, doc, spec, agent_id, service_name)
-        tags.put(conn, doc["taskArn"], tag_list)
+        rows.append(task_row(doc, spec, agent_id, service_name))
         docs.append({**doc, "tags": tag_list})
+    if rows:  # one executemany: a service launching 1,000 tasks is one statement, not 1,000
+        conn.execute(insert(T), rows)
+    for doc in docs:
+        tags.put(conn, doc["taskArn"], tag_list)
     return docs, failures
+
+
+def task_row(doc: dict[str, Any], spec: dict[str, Any], agent_id: str | None,
+             service_name: str | None = None) -> dict[str, Any]:
+    """The tasks-table row of a new task."""
+    return {"arn": doc["taskArn"], "cluster_arn": doc["clusterArn"], "family": spec["family"],
+            "started_by": doc.get("startedBy"), "service_name": service_name,
+            "launch_type": doc["launchType"], "agent_id": agent_id,
+            "desired_status": doc["desiredStatus"], "last_status": doc["lastStatus"],
+            "created_at": doc["createdAt"], "version": doc["version"], "doc": dumps(doc),
+            "spec": dumps(spec)}
 
 
 def insert_task(
@@ -203,23 +218,9 @@ def insert_task(
     agent_id: str | None,
     service_name: str | None = None,
 ) -> None:
-    conn.execute(
-        insert(T).values(
-            arn=doc["taskArn"],
-            cluster_arn=doc["clusterArn"],
-            family=spec["family"],
-            started_by=doc.get("startedBy"),
-            service_name=service_name,
-            launch_type=doc["launchType"],
-            agent_id=agent_id,
-            desired_status=doc["desiredStatus"],
-            last_status=doc["lastStatus"],
-            created_at=doc["createdAt"],
-            version=doc["version"],
-            doc=dumps(doc),
-            spec=dumps(spec),
-        )
-    )
+    # Values as parameters, not in the statement: the compiled statement is then cached
+    # (insert().values(...) builds and compiles a new statement per call).
+    conn.execute(insert(T), [task_row(doc, spec, agent_id, service_name)])
 
 
 def _replay(conn: Connection, token: str, params: dict[str, Any]) -> dict[str, Any] | None:
@@ -246,18 +247,15 @@ def _task_arn(scope: Scope, cluster: dict[str, Any], ref: str) -> str:
     return scope.task_arn(cluster["clusterName"], ref)
 
 
+# The values are parameters of one statement compiled once per set of columns (an
+# update().values(...) per call costs more than the SQL itself: every agent report saves a task).
+_SAVE = update(T).where(T.c.arn == bindparam("task_arn"))
+
+
 def save_task(conn: Connection, doc: dict[str, Any], **columns: Any) -> None:
-    conn.execute(
-        update(T)
-        .where(T.c.arn == doc["taskArn"])
-        .values(
-            desired_status=doc["desiredStatus"],
-            last_status=doc["lastStatus"],
-            version=doc["version"],
-            doc=dumps(doc),
-            **columns,
-        )
-    )
+    conn.execute(_SAVE, {"task_arn": doc["taskArn"], "desired_status": doc["desiredStatus"],
+                         "last_status": doc["lastStatus"], "version": doc["version"],
+                         "doc": dumps(doc), **columns})
 
 
 def request_stop(

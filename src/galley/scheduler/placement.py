@@ -11,6 +11,7 @@ the capacity and group counts left by the previous one. The query language is no
 from __future__ import annotations
 
 import random
+from bisect import bisect_left, insort
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -149,17 +150,36 @@ class _Ranker:
             for i, v in enumerate(vid):
                 counts[v] += tasks[i]
             self.vid[n], self.vcount[n] = vid, counts
-        # When the first level is a value spread: the eligible instances grouped by value, so
-        # a placement need not scan every instance to find the least-loaded value.
+        # Indexes over the eligible instances, so that a placement looks at the few distinct
+        # values or keys rather than scanning every instance (lists stay in input order):
+        # when the first level is a value spread, the instances by value; when it is numeric
+        # (binpack cpu/memory, spread instanceId), by key; when a value spread is followed by
+        # a numeric level, by key within each value.
         self.buckets: dict[int, list[int]] | None = None
+        self.keyed: _KeyIndex | None = None
+        self.sub: dict[int, _KeyIndex] | None = None
+
+    def _key(self, n: int, i: int) -> int:
+        kind = self.levels[n][0]
+        return self.cpu[i] if kind == "cpu" else self.mem[i] if kind == "memory" \
+            else self.tasks[i]
 
     def partition(self, eligible: list[int]) -> None:
-        """Group `eligible` by first-level value (only if that level is a value spread)."""
+        """Index `eligible` for the first levels (nothing when the first level is random)."""
+        numeric = ("cpu", "memory", "instance")
         if 0 in self.vid:
             vid = self.vid[0]
             self.buckets = {}
             for i in eligible:
                 self.buckets.setdefault(vid[i], []).append(i)
+            if len(self.levels) > 1 and self.levels[1][0] in numeric:
+                self.sub = {}
+                for i in eligible:
+                    self.sub.setdefault(vid[i], _KeyIndex()).add(i, self._key(1, i))
+        elif self.levels and self.levels[0][0] in numeric:
+            self.keyed = _KeyIndex()
+            for i in eligible:
+                self.keyed.add(i, self._key(0, i))
 
     def drop(self, i: int) -> None:
         """Instance `i` is no longer eligible."""
@@ -168,6 +188,12 @@ class _Ranker:
             self.buckets[v].remove(i)
             if not self.buckets[v]:
                 del self.buckets[v]
+            if self.sub is not None:
+                self.sub[v].remove(i)
+                if not self.sub[v].lists:
+                    del self.sub[v]
+        if self.keyed is not None:
+            self.keyed.remove(i)
 
     def add(self, i: int, delta: int, need: Need) -> None:
         """Record `delta` tasks (+1 placed, -1 stopped) of the group on instance `i`."""
@@ -178,31 +204,53 @@ class _Ranker:
             self.mem[i] -= delta * need.memory
         for n, vid in self.vid.items():
             self.vcount[n][vid[i]] += delta
+        if self.keyed is not None:
+            self.keyed.move(i, self._key(0, i))
+        if self.sub is not None:
+            index = self.sub.get(self.vid[0][i])
+            if index is not None:
+                index.move(i, self._key(1, i))
 
     def narrow(
         self, surv: list[int], pick: Callable[..., int], rand: random.Random | None
-    ) -> list[int]:
+    ) -> list[list[int]]:
         """The instances best by every level in turn (`pick` is min to place, max to stop).
 
-        `surv` is in input order and so is the result. With `partition` in effect, `surv` must
-        be the partitioned eligible list.
+        `surv` is in input order. The result is disjoint parts, each in input order (lists the
+        ranker may keep: do not mutate them); `_tie` chooses among them without merging. With
+        `partition` in effect, `surv` must be the partitioned eligible list.
         """
+        parts = [surv]
+        skip = -1
         for n, (kind, _) in enumerate(self.levels):
+            if n == skip:
+                continue
+            if len(parts) > 1:  # this level looks at each instance: merge first
+                parts = [sorted(i for part in parts for i in part)]
+            surv = parts[0]
             if len(surv) <= 1:
                 break
+            if n == 0 and self.keyed is not None:
+                parts = [self.keyed.lists[pick(self.keyed.lists)]]
+                continue
             if kind == "random":
                 assert rand is not None
-                return [surv[rand.randrange(len(surv))]]
+                return [[surv[rand.randrange(len(surv))]]]
             if kind in ("host", "attribute"):
                 vid, vcount = self.vid[n], self.vcount[n]
                 if n == 0 and self.buckets is not None:
                     buckets = self.buckets
                     target = pick([vcount[v] for v in buckets])
                     keep = [v for v in buckets if vcount[v] == target]
-                    if len(keep) == 1:
-                        surv = buckets[keep[0]]
+                    if self.sub is not None:  # the next level at once, from the key indexes
+                        subs = [self.sub[v].lists for v in keep]
+                        best = pick(pick(lists) for lists in subs)
+                        parts = [lists[best] for lists in subs if best in lists]
+                        skip = 1
+                    elif len(keep) == 1:
+                        parts = [buckets[keep[0]]]
                     elif len(keep) < len(buckets):
-                        surv = sorted(i for v in keep for i in buckets[v])
+                        parts = [buckets[v] for v in keep]
                     continue
                 present = set(map(vid.__getitem__, surv))
                 if len(present) == 1:
@@ -210,17 +258,56 @@ class _Ranker:
                 target = pick([vcount[v] for v in present])
                 keep_set = {v for v in present if vcount[v] == target}
                 if len(keep_set) < len(present):
-                    surv = [i for i in surv if vid[i] in keep_set]
+                    parts = [[i for i in surv if vid[i] in keep_set]]
                 continue
             keys = self.cpu if kind == "cpu" else self.mem if kind == "memory" else self.tasks
             target = pick(map(keys.__getitem__, surv))
-            surv = [i for i in surv if keys[i] == target]
-        return surv
+            parts = [[i for i in surv if keys[i] == target]]
+        return parts
 
 
-def _tie(surv: list[int], rng: random.Random | None) -> int:
-    """Break a final tie: input order without an rng, else uniformly at random."""
-    return surv[0] if rng is None or len(surv) == 1 else surv[rng.randrange(len(surv))]
+class _KeyIndex:
+    """Instances (indexes) grouped by an integer key; each group's list in ascending order."""
+
+    def __init__(self) -> None:
+        self.lists: dict[int, list[int]] = {}
+        self.key_of: dict[int, int] = {}
+
+    def add(self, i: int, key: int) -> None:
+        self.key_of[i] = key
+        insort(self.lists.setdefault(key, []), i)
+
+    def remove(self, i: int) -> None:
+        key = self.key_of.pop(i, None)
+        if key is None:
+            return
+        group = self.lists[key]
+        del group[bisect_left(group, i)]
+        if not group:
+            del self.lists[key]
+
+    def move(self, i: int, key: int) -> None:
+        """Instance `i` now has `key` (nothing happens for an instance not indexed)."""
+        old = self.key_of.get(i)
+        if old is not None and old != key:
+            self.remove(i)
+            self.add(i, key)
+
+
+def _tie(parts: list[list[int]], rng: random.Random | None) -> int:
+    """Break a final tie among `narrow`'s parts: first in input order without an rng, else
+    uniformly at random."""
+    if len(parts) == 1:
+        surv = parts[0]
+        return surv[0] if rng is None or len(surv) == 1 else surv[rng.randrange(len(surv))]
+    if rng is None:
+        return min(part[0] for part in parts)
+    k = rng.randrange(sum(map(len, parts)))
+    for part in parts:
+        if k < len(part):
+            return part[k]
+        k -= len(part)
+    raise AssertionError("unreachable")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ class TaskView:
     created_at: float
     started_at: float | None = None
     draining: bool = False  # its container instance is DRAINING (or left a daemon's set)
+    scale_in_rank: int = 0  # placement-strategy order among RUNNING tasks: lower stops first
 
     @property
     def live(self) -> bool:
@@ -152,11 +153,12 @@ def step(service: dict[str, Any], tasks: list[TaskView], now: float, settings: S
             spare -= 1
         plan.stop.append((t.arn, DRAINING_REASON if t.draining else reason))
 
-    # Scale in: PRIMARY above desiredCount; stop pending ones first, then the newest.
+    # Scale in: PRIMARY above desiredCount; stop pending ones first, then by the placement
+    # strategies' order (on instances), then the newest.
     extra = len(primary_tasks) - desired
     if extra > 0:
         order = sorted(primary_tasks, key=lambda t: (t.arn in healthy, t.last_status == "RUNNING",
-                                                     -t.created_at))
+                                                     t.scale_in_rank, -t.created_at))
         for t in order[:extra]:
             plan.stop.append((t.arn, f"Scaling activity initiated by (deployment {primary['id']})"))
 

@@ -80,6 +80,13 @@ Index("ix_tasks_cluster_status", tasks.c.cluster_arn, tasks.c.desired_status, ta
 # The live-task counts of DescribeClusters without reading stopped tasks.
 Index("ix_tasks_cluster_live", tasks.c.cluster_arn, tasks.c.stopped_at, tasks.c.last_status)
 Index("ix_tasks_agent", tasks.c.agent_id, tasks.c.last_status)
+# DescribeTasks (ARN IN (...) AND cluster_arn = ?): without it SQLite's planner, which has no
+# statistics, prefers the cluster_arn prefix of the indexes above and reads every task of the
+# cluster to find 100 of them.
+Index("ix_tasks_cluster_arn", tasks.c.cluster_arn, tasks.c.arn)
+# A service's unfinished tasks (the service scheduler's every look, DescribeServices' counts)
+# without reading the rest of the cluster's tasks.
+Index("ix_tasks_service", tasks.c.cluster_arn, tasks.c.service_name, tasks.c.last_status)
 Index("ix_tasks_stopped_at", tasks.c.stopped_at)
 
 tags = Table(
