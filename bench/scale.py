@@ -32,7 +32,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -79,26 +78,11 @@ class Server(GalleyProcess):
         self.profile = profile
 
     def start(self) -> Server:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         head = [sys.executable, "-m", "galley.cli"] if self.profile is None else \
             [sys.executable, str(Path(__file__).with_name("_profile_server.py")),
              str(self.profile)]
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [*head, "--log-level", "WARNING", "server", "--port", str(self.port),
-             "--data-dir", str(self.data_dir)],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"galley exited: {self.log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(self.endpoint + "/health", timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("galley server did not become healthy in 30 s")
+        self.launch([*head, "--log-level", "WARNING", "server"])
+        return self
 
 
 def proc_status(pid: int, key: str) -> float:

@@ -48,11 +48,15 @@ class GalleyProcess:
                               capture_output=True, text=True, timeout=120, **kw)
 
     def start(self) -> GalleyProcess:
+        return self.launch([sys.executable, "-m", "galley.cli", "--log-level", "INFO", "up"])
+
+    def launch(self, command: list[str]) -> GalleyProcess:
+        """Run `command` (a galley CLI invocation, up to its subcommand) on this port and data
+        directory; return once /health answers."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "galley.cli", "--log-level", "INFO", "up",
-             "--port", str(self.port), "--data-dir", str(self.data_dir)],
+            [*command, "--port", str(self.port), "--data-dir", str(self.data_dir)],
             env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
