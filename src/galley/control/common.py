@@ -38,16 +38,21 @@ def page_limit(params: dict[str, Any], default: int = 100, maximum: int = 100) -
     return int(limit)
 
 
+def _page_start(params: dict[str, Any]) -> int:
+    """The offset a nextToken carries (0 without one); a bad token is the caller's error."""
+    if not params.get("nextToken"):
+        return 0
+    start = decode_token(params["nextToken"])
+    if not isinstance(start, int) or start < 0:
+        raise invalid_parameter("Invalid nextToken.")
+    return start
+
+
 def paginate(
     items: Sequence[T], params: dict[str, Any], default: int = 100, maximum: int = 100
 ) -> tuple[list[T], str | None]:
     """One page of an already ordered list, by offset in an opaque token."""
-    limit = page_limit(params, default, maximum)
-    start = 0
-    if params.get("nextToken"):
-        start = decode_token(params["nextToken"])
-        if not isinstance(start, int) or start < 0:
-            raise invalid_parameter("Invalid nextToken.")
+    limit, start = page_limit(params, default, maximum), _page_start(params)
     page = list(items[start : start + limit])
     more = start + limit < len(items)
     return page, encode_token(start + limit) if more else None
@@ -56,12 +61,7 @@ def paginate(
 def paginate_query(conn: Any, query: Any, params: dict[str, Any], default: int = 100,
                    maximum: int = 100) -> tuple[list[Any], str | None]:
     """One page of an ordered SELECT, fetched with OFFSET/LIMIT in the database."""
-    limit = page_limit(params, default, maximum)
-    start = 0
-    if params.get("nextToken"):
-        start = decode_token(params["nextToken"])
-        if not isinstance(start, int) or start < 0:
-            raise invalid_parameter("Invalid nextToken.")
+    limit, start = page_limit(params, default, maximum), _page_start(params)
     rows = conn.execute(query.offset(start).limit(limit + 1)).all()
     more = len(rows) > limit
     return rows[:limit], encode_token(start + limit) if more else None
