@@ -39,6 +39,10 @@ class Scope:
     def container_instance_arn(self, cluster: str, instance_id: str) -> str:
         return self.arn(f"container-instance/{cluster}/{instance_id}")
 
+    def instance_arn_for(self, cluster: str, ref: str) -> str:
+        """The ARN a container instance reference (its id or its ARN) names in `cluster`."""
+        return ref if is_arn(ref) else self.container_instance_arn(cluster, ref)
+
 
 def new_id() -> str:
     """A task or container-instance id: 32 lowercase hex characters, as ECS makes them."""

@@ -12,7 +12,6 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from galley import arns
 from galley.app import Galley
 from galley.arns import Scope
 from galley.control import clusters, tasks
@@ -58,8 +57,7 @@ def discover_poll_endpoint(app: Galley, scope: Scope, params: dict[str, Any]) ->
         cluster = clusters.get_active(conn, scope, params.get("cluster"))
         ref = params.get("containerInstance")
         if ref:
-            arn = ref if arns.is_arn(ref) else \
-                scope.container_instance_arn(cluster["clusterName"], ref)
+            arn = scope.instance_arn_for(cluster["clusterName"], ref)
             row = conn.execute(select(s.container_instances.c.status).where(
                 s.container_instances.c.arn == arn,
                 s.container_instances.c.cluster_arn == cluster["clusterArn"])).first()

@@ -52,9 +52,8 @@ def put_cluster_capacity_providers(app: Galley, scope: Scope, params: dict[str, 
                                    "The specified capacity provider is in use and cannot be "
                                    "removed.")
         cluster["capacityProviders"] = names
-        cluster["defaultCapacityProviderStrategy"] = [
-            {"base": 0, "weight": 0, **item}
-            for item in params["defaultCapacityProviderStrategy"]]
+        cluster["defaultCapacityProviderStrategy"] = capacity.normalized(
+            params["defaultCapacityProviderStrategy"])
         conn.execute(update(s.clusters).where(s.clusters.c.arn == cluster["clusterArn"])
                      .values(doc=dumps(cluster)))
     answer = clusters.describe_clusters(app, scope, {"clusters": [cluster["clusterArn"]]})

@@ -102,9 +102,8 @@ def _new_doc(scope: Scope, name: str, params: dict[str, Any]) -> dict[str, Any]:
         "status": "ACTIVE",
         "settings": params.get("settings") or list(DEFAULT_SETTINGS),
         "capacityProviders": params.get("capacityProviders", []),
-        "defaultCapacityProviderStrategy": [
-            {"base": 0, "weight": 0, **item}
-            for item in params.get("defaultCapacityProviderStrategy", [])],
+        "defaultCapacityProviderStrategy": capacity.normalized(
+            params.get("defaultCapacityProviderStrategy", [])),
         **({"configuration": params["configuration"]} if "configuration" in params else {}),
         **(
             {"serviceConnectDefaults": params["serviceConnectDefaults"]}

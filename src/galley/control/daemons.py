@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from galley.control import instances
+from galley.control import fleet
 from galley.scheduler import query as query_language
 from galley.store import schema as s
 from galley.store.db import loads
@@ -39,7 +39,7 @@ def hosts(conn: Connection, service: dict[str, Any], task_def: dict[str, Any]) -
                                            INST.c.status.in_(("ACTIVE", "DRAINING")))).all()
     queries = member_of([*service.get("placementConstraints", []),
                          *task_def.get("placementConstraints", [])])
-    subjects = instances._subjects(conn, list(rows)) if queries else {}
+    subjects = fleet.subjects(conn, rows) if queries else {}
     eligible = frozenset(r.arn for r in rows if r.status == "ACTIVE" and all(
         q.matches(subjects[r.arn]) for q in queries))
     draining = [r.arn for r in rows if r.status == "DRAINING"]

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from galley.control.clusters import PENDING_STATES
+from galley.scheduler.placement import Candidate
 from galley.scheduler.query import Subject
 from galley.scheduler.resources import Capacity, Need, registered_capacity, task_need
 from galley.store import schema as s
@@ -156,6 +157,18 @@ def _trim(live_tasks: dict[str, tuple[Need, str]], instances: dict[str, Usage]) 
         _instances = {a: _instances[a] for a in instances if a in _instances}
 
 
+def candidates(rows: Sequence[Any], usage: dict[str, Usage]) -> list[Candidate]:
+    """The instances as placement sees them (their capacity and groups are the Usage's own,
+    so placing on a candidate updates its Usage too)."""
+    out = []
+    for r in rows:
+        f, u = facts(r), usage[r.arn]
+        out.append(Candidate(arn=r.arn, status=r.status, agent_connected=bool(r.agent_connected),
+                             capacity=u.capacity, attributes=f.attributes,
+                             host=f.ec2_instance_id, groups=u.groups))
+    return out
+
+
 def subject(row: Any, u: Usage) -> Subject:
     """What the cluster query language sees of an instance."""
     f = facts(row)
@@ -163,6 +176,12 @@ def subject(row: Any, u: Usage) -> Subject:
                    agent_connected=bool(row.agent_connected), agent_version=f.agent_version,
                    registered_at=row.registered_at, running_tasks_count=u.running,
                    task_groups=frozenset(g for g, n in u.groups.items() if n > 0))
+
+
+def subjects(conn: Connection, rows: Sequence[Any]) -> dict[str, Subject]:
+    """What the cluster query language sees of each instance."""
+    u = usage(conn, rows)
+    return {r.arn: subject(r, u[r.arn]) for r in rows}
 
 
 def forget() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import random
-from collections import Counter
 from dataclasses import replace
 from typing import Any
 
@@ -22,7 +21,6 @@ from galley.control.common import describe_each, now, paginate, with_token
 from galley.errors import ApiError, invalid_parameter
 from galley.scheduler import query as query_language
 from galley.scheduler.placement import Candidate, place_tasks
-from galley.scheduler.query import Subject
 from galley.scheduler.resources import (
     DEFAULT_RESERVED_PORTS,
     Capacity,
@@ -34,12 +32,6 @@ from galley.store.db import dumps, loads
 
 INST = s.container_instances
 AGENT_VERSION = "1.0.0-galley"
-
-
-def _instance_arn(scope: Scope, cluster: dict[str, Any], ref: str) -> str:
-    if arns.is_arn(ref):
-        return ref
-    return scope.container_instance_arn(cluster["clusterName"], ref)
 
 
 spec_need_doc = fleet.spec_need_doc
@@ -91,8 +83,8 @@ def register_container_instance(app: Galley, scope: Scope, params: dict[str, Any
         row = conn.execute(select(INST).where(INST.c.arn == arn)).first() if arn else None
         if row is not None and row.cluster_arn != cluster["clusterArn"]:
             raise invalid_parameter("The container instance belongs to another cluster.")
-        if row is None:
-            arn = scope.container_instance_arn(cluster["clusterName"], arns.new_id())
+        arn = str(row.arn) if row is not None else \
+            scope.container_instance_arn(cluster["clusterName"], arns.new_id())
         ec2_id = identity.get("instanceId") or (loads(row.doc)["ec2InstanceId"] if row else
                                                 "i-" + arns.new_id()[:17])
         doc = {
@@ -125,7 +117,7 @@ def describe_container_instances(app: Galley, scope: Scope, params: dict[str, An
         raise invalid_parameter("At most 100 container instances can be described at once.")
     with app.store.read() as conn:
         cluster = clusters.get_active(conn, scope, params.get("cluster"))
-        wanted = [_instance_arn(scope, cluster, r) for r in refs]
+        wanted = [scope.instance_arn_for(cluster["clusterName"], r) for r in refs]
         rows = {r.arn: r for r in conn.execute(select(INST).where(
             INST.c.arn.in_(wanted), INST.c.cluster_arn == cluster["clusterArn"]))}
         usage = _capacities(conn, list(rows.values()))
@@ -137,12 +129,6 @@ def describe_container_instances(app: Galley, scope: Scope, params: dict[str, An
 
         found, failures = describe_each(wanted, rows, present)
     return {"containerInstances": found, "failures": failures}
-
-
-def _subjects(conn: Connection, rows: list[Any]) -> dict[str, Subject]:
-    """What the cluster query language sees of each instance."""
-    usage = fleet.usage(conn, rows)
-    return {row.arn: fleet.subject(row, usage[row.arn]) for row in rows}
 
 
 def list_container_instances(app: Galley, scope: Scope, params: dict[str, Any]
@@ -160,7 +146,7 @@ def list_container_instances(app: Galley, scope: Scope, params: dict[str, Any]
             query = query.where(INST.c.status != "INACTIVE")
         rows = conn.execute(query.order_by(INST.c.registered_at, INST.c.arn)).all()
         if expression is not None:
-            subjects = _subjects(conn, rows)
+            subjects = fleet.subjects(conn, rows)
             rows = [r for r in rows if expression.matches(subjects[r.arn])]
         arn_list = [r.arn for r in rows]
     page, token = paginate(arn_list, params)
@@ -168,15 +154,15 @@ def list_container_instances(app: Galley, scope: Scope, params: dict[str, Any]
 
 
 def _live_tasks(conn: Connection, arn: str) -> list[Any]:
-    return conn.execute(select(s.tasks.c.arn, s.tasks.c.doc).where(
-        s.tasks.c.agent_id == arn, s.tasks.c.last_status != "STOPPED")).all()
+    return list(conn.execute(select(s.tasks.c.arn, s.tasks.c.doc).where(
+        s.tasks.c.agent_id == arn, s.tasks.c.last_status != "STOPPED")).all())
 
 
 def deregister_container_instance(app: Galley, scope: Scope, params: dict[str, Any]
                                   ) -> dict[str, Any]:
     with app.store.write() as conn:
         cluster = clusters.get_active(conn, scope, params.get("cluster"))
-        arn = _instance_arn(scope, cluster, params["containerInstance"])
+        arn = scope.instance_arn_for(cluster["clusterName"], params["containerInstance"])
         row = conn.execute(select(INST).where(INST.c.arn == arn,
                                            INST.c.cluster_arn == cluster["clusterArn"])).first()
         if row is None:
@@ -208,7 +194,7 @@ def update_container_instances_state(app: Galley, scope: Scope, params: dict[str
         raise invalid_parameter("Container instances can only be set to ACTIVE or DRAINING.")
     with app.store.write() as conn:
         cluster = clusters.get_active(conn, scope, params.get("cluster"))
-        wanted = [_instance_arn(scope, cluster, r) for r in refs]
+        wanted = [scope.instance_arn_for(cluster["clusterName"], r) for r in refs]
         found, failures = [], []
         for arn in wanted:
             row = conn.execute(select(INST).where(INST.c.arn == arn,
@@ -235,13 +221,7 @@ def place(conn: Connection, scope: Scope, cluster: dict[str, Any], task_def: dic
         raise invalid_parameter("No Container Instances were found in your cluster.")
     usage = fleet.usage(conn, rows)
     by_arn = {r.arn: r for r in rows}
-    candidates = []
-    for r in rows:
-        f = fleet.facts(r)
-        candidates.append(Candidate(
-            arn=r.arn, status=r.status, agent_connected=bool(r.agent_connected),
-            capacity=usage[r.arn].capacity, attributes=f.attributes, host=f.ec2_instance_id,
-            groups=usage[r.arn].groups))
+    candidates = fleet.candidates(rows, usage)
     queries: dict[str, query_language.Query] = {}
 
     def member_of(expression: str, candidate: Candidate) -> bool:
@@ -265,10 +245,6 @@ def place(conn: Connection, scope: Scope, cluster: dict[str, Any], task_def: dic
     return list(placement.chosen), placement.failures
 
 
-def _group_counts(conn: Connection, rows: list[Any]) -> dict[str, Counter[str]]:
-    return {arn: u.groups for arn, u in fleet.usage(conn, rows).items()}
-
-
 def _count_instances(conn: Connection, cluster_arns: list[str]) -> list[tuple[str, str, int]]:
     rows = conn.execute(select(INST.c.cluster_arn).where(INST.c.cluster_arn.in_(cluster_arns),
                                                       INST.c.status != "INACTIVE"))
@@ -288,7 +264,7 @@ def _refuse_delete(conn: Connection, cluster_arn: str) -> ApiError | None:
 
 
 def _list_filter(conn: Connection, scope: Scope, cluster: dict[str, Any], ref: str) -> Any:
-    return s.tasks.c.agent_id == _instance_arn(scope, cluster, ref)
+    return s.tasks.c.agent_id == scope.instance_arn_for(cluster["clusterName"], ref)
 
 
 tasks.PLACERS["EC2"] = place

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from galley.control import fleet
-from galley.scheduler.placement import Candidate, scale_in_order
+from galley.scheduler.placement import scale_in_order
 from galley.scheduler.resources import task_need
 from galley.store import schema as s
 
@@ -28,15 +28,7 @@ def ranks(conn: Connection, service: dict[str, Any], task_def: dict[str, Any],
     for arn, instance, created in tasks:
         on[instance].append((created, arn))
     rows = conn.execute(select(INST).where(INST.c.arn.in_(list(on)))).all()
-    usage = fleet.usage(conn, rows)
-    candidates = []
-    for row in rows:
-        f, u = fleet.facts(row), usage[row.arn]
-        candidates.append(Candidate(arn=row.arn, status=row.status,
-                                    agent_connected=bool(row.agent_connected),
-                                    capacity=u.capacity, attributes=dict(f.attributes),
-                                    host=f.ec2_instance_id, groups=u.groups))
-    order = scale_in_order(candidates, Counter({i: len(ts) for i, ts in on.items()}),
+    order = scale_in_order(fleet.candidates(rows, fleet.usage(conn, rows)), Counter({i: len(ts) for i, ts in on.items()}),
                            service.get("placementStrategy", []), need=task_need(task_def))
     newest_first = {i: sorted(ts, reverse=True) for i, ts in on.items()}
     out: dict[str, int] = {}

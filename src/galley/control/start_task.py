@@ -11,7 +11,6 @@ from typing import Any
 
 from sqlalchemy import select
 
-from galley import arns
 from galley.app import Galley
 from galley.arns import Scope
 from galley.control import clusters, taskdefs, tasks
@@ -38,8 +37,7 @@ def start_task(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[str, A
         tasks.check_task_fits_request(task_def, params)
         tag_list = tasks.task_tags(conn, cluster, task_def, params, tag_list)
         for ref in refs:
-            arn = ref if arns.is_arn(ref) else scope.container_instance_arn(
-                cluster["clusterName"], ref)
+            arn = scope.instance_arn_for(cluster["clusterName"], ref)
             row = conn.execute(select(INST.c.ec2_instance_id, INST.c.status).where(
                 INST.c.arn == arn, INST.c.cluster_arn == cluster["clusterArn"])).first()
             if row is None:

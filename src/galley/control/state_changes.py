@@ -203,7 +203,7 @@ def _task_to_report(app: Galley, scope: Scope, params: dict[str, Any], *,
         if not ref:
             raise invalid_parameter("task must be specified.")
         row = conn.execute(select(s.tasks.c.doc, s.tasks.c.agent_id).where(
-            s.tasks.c.arn == tasks._task_arn(scope, cluster, ref),
+            s.tasks.c.arn == tasks.task_arn_for(scope, cluster, ref),
             s.tasks.c.cluster_arn == cluster["clusterArn"])).first()
     if row is None:
         raise invalid_parameter("The referenced task was not found.")
@@ -212,9 +212,7 @@ def _task_to_report(app: Galley, scope: Scope, params: dict[str, Any], *,
         raise invalid_parameter("The task does not run on a container instance; Galley's "
                                 "built-in FARGATE capacity reports its state itself.")
     if instance is not None:
-        instance_arn = instance if arns.is_arn(instance) else \
-            scope.container_instance_arn(cluster["clusterName"], instance)
-        if row.agent_id != instance_arn:
+        if row.agent_id != scope.instance_arn_for(cluster["clusterName"], instance):
             raise invalid_parameter("The task is not assigned to this container instance.")
     return doc
 

@@ -56,7 +56,7 @@ def resolve_launch_type(cluster: dict[str, Any], params: dict[str, Any]
     except capacity.StrategyError as e:
         raise invalid_parameter(str(e)) from None
     # Only the built-in FARGATE providers can be associated with a cluster.
-    return "FARGATE", [{"base": 0, "weight": 0, **item} for item in strategy]
+    return "FARGATE", capacity.normalized(strategy)
 
 
 def _check_network(task_def: dict[str, Any], params: dict[str, Any]) -> None:
@@ -237,7 +237,7 @@ def _replay(conn: Connection, token: str, params: dict[str, Any]) -> dict[str, A
     return {"tasks": docs, "failures": []}
 
 
-def _task_arn(scope: Scope, cluster: dict[str, Any], ref: str) -> str:
+def task_arn_for(scope: Scope, cluster: dict[str, Any], ref: str) -> str:
     """Task ARN for a task id, a short ARN (task/id) or a long one (task/cluster/id)."""
     if arns.is_arn(ref):
         parsed = arns.parse(ref)
@@ -280,7 +280,7 @@ def stop_task(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[str, An
         raise invalid_parameter("reason must be at most 255 characters.")
     with app.store.write() as conn:
         cluster = clusters.get_active(conn, scope, params.get("cluster"))
-        arn = _task_arn(scope, cluster, params["task"])
+        arn = task_arn_for(scope, cluster, params["task"])
         row = conn.execute(
             select(T.c.doc).where(T.c.arn == arn, T.c.cluster_arn == cluster["clusterArn"])
         ).first()
@@ -304,7 +304,7 @@ def describe_tasks(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[st
     with_tags = "TAGS" in params.get("include", [])
     with app.store.read() as conn:
         cluster = clusters.get_active(conn, scope, params.get("cluster"))
-        wanted = [_task_arn(scope, cluster, r) for r in refs]
+        wanted = [task_arn_for(scope, cluster, r) for r in refs]
         found = {
             r.arn: r.doc
             for r in conn.execute(

@@ -65,6 +65,11 @@ def check_strategy(strategy: Sequence[Mapping[str, Any]], associated: Sequence[s
         raise StrategyError(no_weight_message(default))
 
 
+def normalized(strategy: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """A strategy as ECS shows it back: base and weight always present (0 when not given)."""
+    return [{"base": 0, "weight": 0, **item} for item in strategy]
+
+
 def check_cluster(providers: Sequence[str], default_strategy: Sequence[Mapping[str, Any]]
                   ) -> None:
     """A cluster's capacityProviders (only the built-in ones exist) and default strategy."""
