@@ -234,6 +234,19 @@ def test_attributes_steer_placement(ecs: Any, three: tuple[str, list[str]]) -> N
         ecs.put_attributes(cluster=cluster, attributes=[
             {"name": f"a{i}", "value": "x", "targetId": target} for i in range(11)])
     assert e.value.response["Error"]["Code"] == "InvalidParameterException"
+    # Several attributes on one target in one call; at most 10 custom ones per instance (the
+    # agent registered one, rack=r1, so 9 more fill it).
+    many = ecs.put_attributes(cluster=cluster, attributes=[
+        {"name": f"a{i}", "value": "x", "targetId": target} for i in range(9)])["attributes"]
+    assert [a["targetId"] for a in many] == [target] * 9
+    assert len(ecs.list_attributes(cluster=cluster, targetType="container-instance",
+                                   attributeValue="x", attributeName="a3")["attributes"]) == 1
+    with pytest.raises(ClientError) as e:
+        ecs.put_attributes(cluster=cluster, attributes=[
+            {"name": "one-too-many", "value": "x", "targetId": target}])
+    assert e.value.response["Error"]["Code"] == "AttributeLimitExceededException"
+    assert not any(a["name"] == "one-too-many" for a in ecs.list_attributes(
+        cluster=cluster, targetType="container-instance")["attributes"])
     with pytest.raises(ClientError) as e:
         ecs.put_attributes(cluster=cluster, attributes=[
             {"name": "role", "value": "db", "targetId": "0123456789abcdef"}])

@@ -12,7 +12,6 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from galley import arns
 from galley.app import Galley
 from galley.arns import Scope
 from galley.control import clusters
@@ -46,47 +45,45 @@ def _check(attribute: dict[str, Any], *, with_value: bool) -> None:
         raise invalid_parameter(f"A targetId is required for attribute {name!r}.")
 
 
-def _targets(conn: Connection, scope: Scope, cluster: dict[str, Any],
-             attributes: list[dict[str, Any]]) -> dict[str, tuple[Any, dict[str, Any]]]:
-    """target ARN -> (row, doc) for every target the attributes name; refuses unknown ones."""
-    out: dict[str, tuple[Any, dict[str, Any]]] = {}
-    for a in attributes:
-        ref = a["targetId"]
-        arn = ref if arns.is_arn(ref) else scope.container_instance_arn(cluster["clusterName"],
-                                                                        ref)
-        if arn in out:
-            continue
-        row = conn.execute(select(INST.c.arn, INST.c.doc).where(
+def _target_docs(conn: Connection, cluster: dict[str, Any], targets: dict[str, str]
+                 ) -> dict[str, dict[str, Any]]:
+    """instance ARN -> its document, for {ARN: the reference the request used}; an unknown
+    target is refused."""
+    docs = {}
+    for arn, ref in targets.items():
+        row = conn.execute(select(INST.c.doc).where(
             INST.c.arn == arn, INST.c.cluster_arn == cluster["clusterArn"],
             INST.c.status != "INACTIVE")).first()
         if row is None:
             raise ApiError("TargetNotFoundException",
                            f"Could not find the {TARGET_TYPE} {ref} in cluster "
                            f"{cluster['clusterName']}.")
-        out[arn] = (row, loads(row.doc))
-        a["_arn"] = arn
-    return out
+        docs[arn] = loads(row.doc)
+    return docs
 
 
 def _change(app: Galley, scope: Scope, params: dict[str, Any], *, put: bool
             ) -> dict[str, Any]:
-    given = params["attributes"]
-    if not 1 <= len(given) <= MAX_PER_CALL:
+    attributes = params["attributes"]
+    if not 1 <= len(attributes) <= MAX_PER_CALL:
         raise invalid_parameter(f"attributes must hold between 1 and {MAX_PER_CALL} entries.")
-    attributes = [dict(a) for a in given]
     for a in attributes:
         _check(a, with_value=put)
     with app.store.write() as conn:
         cluster = clusters.get_active(conn, scope, params.get("cluster"))
-        targets = _targets(conn, scope, cluster, attributes)
-        for a in attributes:
-            doc = targets[a["_arn"]][1]
+        target_arns = [scope.instance_arn_for(cluster["clusterName"], a["targetId"])
+                       for a in attributes]
+        docs = _target_docs(conn, cluster, dict(zip(target_arns,
+                                                    (a["targetId"] for a in attributes),
+                                                    strict=True)))
+        for a, arn in zip(attributes, target_arns, strict=True):
+            doc = docs[arn]
             kept = [x for x in doc.get("attributes", []) if x["name"] != a["name"]]
             if put:
                 kept.append({"name": a["name"], **({"value": a["value"]} if "value" in a
                                                     else {})})
             doc["attributes"] = kept
-        for arn, (_row, doc) in targets.items():
+        for arn, doc in docs.items():
             custom = [x for x in doc["attributes"] if not x["name"].startswith("ecs.")]
             if len(custom) > MAX_CUSTOM:
                 raise ApiError("AttributeLimitExceededException",
@@ -94,9 +91,8 @@ def _change(app: Galley, scope: Scope, params: dict[str, Any], *, put: bool
                                f"resource; {arn} would have {len(custom)}.")
             conn.execute(update(INST).where(INST.c.arn == arn).values(doc=dumps(doc)))
     app.store.actual_changed.bump()  # daemons follow their memberOf constraints
-    return {"attributes": [
-        {**{k: v for k, v in a.items() if k != "_arn"}, "targetType": TARGET_TYPE,
-         "targetId": a["_arn"]} for a in attributes]}
+    return {"attributes": [{**a, "targetType": TARGET_TYPE, "targetId": arn}
+                           for a, arn in zip(attributes, target_arns, strict=True)]}
 
 
 def put_attributes(app: Galley, scope: Scope, params: dict[str, Any]) -> dict[str, Any]:
